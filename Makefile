@@ -1,0 +1,50 @@
+# The two set-up commands: `make up` and `make test`. Everything else is optional.
+SHELL := /bin/sh
+VENV := .venv
+PY := $(VENV)/bin/python
+CLI := $(VENV)/bin/pretix-cluster
+PYTEST := $(VENV)/bin/pytest
+
+.PHONY: docker up test unit integration lint format down purge status bench chaos clean-venv
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[dev,load]'
+	touch $@
+
+docker:
+	./scripts/ensure-docker.sh
+
+up: $(VENV)/.installed
+	./scripts/ensure-docker.sh
+	$(CLI) up
+
+status: $(VENV)/.installed
+	$(CLI) status
+
+down: $(VENV)/.installed
+	$(CLI) down
+
+purge: $(VENV)/.installed
+	$(CLI) down --purge --yes
+
+test: $(VENV)/.installed
+	./scripts/ensure-docker.sh
+	$(VENV)/bin/ruff check src tests
+	$(PYTEST) tests/unit
+	$(PYTEST) -m integration tests/integration
+
+unit: $(VENV)/.installed
+	$(PYTEST) tests/unit
+
+integration: $(VENV)/.installed
+	$(PYTEST) -m integration tests/integration
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/ruff format --check src tests
+
+format: $(VENV)/.installed
+	$(VENV)/bin/ruff check --fix src tests
+	$(VENV)/bin/ruff format src tests

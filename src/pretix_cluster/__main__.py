@@ -1,0 +1,3 @@
+from pretix_cluster.cli import main
+
+main()

@@ -1,0 +1,95 @@
+"""`up`: from a spec to a running, migrated cluster with a demo shop.
+
+Every step converges instead of creating, so `up` can be re-run at any point,
+including after a failed or interrupted run, and never duplicates anything.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pretix_cluster import swarm
+from pretix_cluster.cluster import API_TOKEN_FILE, Cluster
+from pretix_cluster.errors import UserError
+from pretix_cluster.images import build
+from pretix_cluster.shop_setup import ShopSetupParams, run_shop_setup
+
+Progress = Callable[[str], None]
+
+DATA_TIER_TIMEOUT = 900
+MIGRATE_TIMEOUT = 1200
+APP_TIER_TIMEOUT = 600
+
+
+@dataclass(frozen=True)
+class UpResult:
+    url: str
+    seconds: float
+    admin_password_file: str
+    api_token_file: str
+
+
+def up(cluster: Cluster, progress: Progress) -> UpResult:
+    started = time.monotonic()
+    client = cluster.client
+    spec = cluster.spec
+    swarm.ensure_swarm(client, progress)
+    swarm.refuse_foreign_stack(client, cluster.stack)
+    swarm.refuse_taken_port(client, cluster.stack, spec.nginx.port)
+
+    images = build.build_all(client, spec.images.base, cluster.ca_bundle(), progress)
+    files = cluster.files()
+    swarm.ensure_files(client, cluster.stack, files)
+    progress(f"deploying stack {cluster.stack}")
+    swarm.deploy(cluster.stack, cluster.stack_yaml(images, files))
+
+    swarm.wait_converged(
+        client, cluster.stack, DATA_TIER_TIMEOUT, progress, names=_data_tier(cluster)
+    )
+    migrate(cluster, progress)
+    swarm.wait_converged(client, cluster.stack, APP_TIER_TIMEOUT, progress)
+    setup_demo_shop(cluster, progress)
+    swarm.prune_files(client, cluster.stack, {f.object_name(cluster.stack) for f in files.values()})
+    return UpResult(
+        url=spec.cluster.url,
+        seconds=time.monotonic() - started,
+        admin_password_file=str(cluster.secrets.path("pretix_admin_password")),
+        api_token_file=str(cluster.secrets.path(API_TOKEN_FILE)),
+    )
+
+
+def _data_tier(cluster: Cluster) -> set[str]:
+    spec = cluster.spec
+    names = spec.etcd_members + spec.pg_nodes + spec.redis_nodes + spec.sentinel_nodes
+    return {spec.service_name(n) for n in [*names, "haproxy"]}
+
+
+def migrate(cluster: Cluster, progress: Progress) -> None:
+    """Once per deploy, as a Swarm job shaped like the web service; a no-op when current."""
+    progress("running database migrations")
+    swarm.run_job(
+        cluster.client, cluster.stack, "migrate", "web", ["migrate"], MIGRATE_TIMEOUT, progress
+    )
+
+
+def setup_demo_shop(cluster: Cluster, progress: Progress) -> None:
+    progress("setting up the demo shop")
+    spec = cluster.spec
+    params = ShopSetupParams(
+        organizer=spec.shop.organizer,
+        event=spec.shop.event,
+        quota_size=spec.shop.quota,
+        currency=spec.shop.currency,
+        admin_password=cluster.secrets.get("pretix_admin_password"),
+        existing_api_token=cluster.api_token(),
+    )
+
+    def exec_fn(command: list[str], stdin: str) -> tuple[int, str]:
+        return swarm.exec_in_service(cluster.client, cluster.stack, "web", command, stdin)
+
+    result = run_shop_setup(exec_fn, params)
+    if not result.api_token:
+        raise UserError("The demo shop was set up but no API token came back; run `up` again.")
+    cluster.secrets.write(API_TOKEN_FILE, result.api_token)

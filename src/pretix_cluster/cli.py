@@ -1,0 +1,191 @@
+"""The `pretix-cluster` command line: thin wrappers around the modules that do the work."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from pretix_cluster import bootstrap, swarm
+from pretix_cluster import status as status_module
+from pretix_cluster.cluster import Cluster
+from pretix_cluster.errors import UserError
+from pretix_cluster.images import build as image_build
+from pretix_cluster.spec import DEFAULT_SPEC_FILE, ClusterSpec, parse_spec, spec_toml
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Run pretix as a highly available cluster on Docker Swarm.",
+)
+console = Console(stderr=True)
+out = Console()
+
+SpecOption = Annotated[
+    Path, typer.Option("--spec", "-f", help="the cluster spec", envvar="PRETIX_CLUSTER_SPEC")
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="machine-readable output")]
+
+
+def main() -> None:
+    """Entry point: user errors become one sentence and exit code 2, never a traceback."""
+    try:
+        app()
+    except UserError as exc:
+        console.print(f"[bold red]error:[/] {exc}")
+        sys.exit(UserError.exit_code)
+    except KeyboardInterrupt:
+        console.print("interrupted; run the same command again to continue.")
+        sys.exit(130)
+
+
+@contextmanager
+def progress_display(title: str) -> Iterator[Callable[[str], None]]:
+    """A spinner showing the current step, over a log of every distinct step."""
+    last = [""]
+    with console.status(title) as spinner:
+
+        def progress(message: str) -> None:
+            spinner.update(message)
+            if message != last[0]:
+                console.log(message, style="dim")
+                last[0] = message
+
+        yield progress
+
+
+@app.command()
+def init(
+    spec_file: SpecOption = Path(DEFAULT_SPEC_FILE),
+    name: Annotated[str | None, typer.Option(help="stack name")] = None,
+    port: Annotated[int | None, typer.Option(help="published shop port")] = None,
+    force: Annotated[bool, typer.Option(help="overwrite an existing file")] = False,
+) -> None:
+    """Write a commented default cluster spec."""
+    if spec_file.exists() and not force:
+        raise UserError(f"{spec_file} exists; edit it, or pass --force to overwrite it.")
+    raw = ClusterSpec().model_dump(exclude={"ports"})
+    if name:
+        raw["cluster"]["name"] = name
+    if port:
+        raw["nginx"]["port"] = port
+        raw["cluster"]["url"] = f"http://127.0.0.1:{port}"
+    spec_file.write_text(spec_toml(parse_spec(raw, origin="options")))
+    console.print(f"wrote {spec_file}")
+
+
+@app.command()
+def build(
+    spec_file: SpecOption = Path(DEFAULT_SPEC_FILE),
+    ca_file: Annotated[Path | None, typer.Option(help="CA bundle for downloads in builds")] = None,
+    force: Annotated[bool, typer.Option(help="rebuild even when up to date")] = False,
+) -> None:
+    """Build every image (pinned Debian packages and PyPI versions); seconds when unchanged."""
+    cluster = Cluster.from_file(spec_file, ca_file)
+    with progress_display("building images") as progress:
+        images = image_build.build_all(
+            cluster.client,
+            cluster.spec.images.base,
+            cluster.ca_bundle(),
+            progress,
+            only_missing=not force,
+        )
+    for component, tag in images.tags.items():
+        out.print(f"{component:10} {tag}")
+
+
+@app.command()
+def render(
+    spec_file: SpecOption = Path(DEFAULT_SPEC_FILE),
+    create_secrets: Annotated[
+        bool, typer.Option(help="also create the Docker secrets and configs it refers to")
+    ] = False,
+) -> None:
+    """Print the Swarm stack file, for `docker stack deploy -c - NAME` by hand."""
+    cluster = Cluster.from_file(spec_file)
+    files = cluster.files()
+    if create_secrets:
+        swarm.ensure_files(cluster.client, cluster.stack, files)
+    out.print(cluster.stack_yaml(cluster.images(), files), end="", markup=False, highlight=False)
+
+
+@app.command()
+def up(
+    spec_file: SpecOption = Path(DEFAULT_SPEC_FILE),
+    ca_file: Annotated[Path | None, typer.Option(help="CA bundle for downloads in builds")] = None,
+) -> None:
+    """Build what is missing, deploy, migrate, wait until healthy, set up the demo shop."""
+    cluster = Cluster.from_file(spec_file, ca_file)
+    with progress_display(f"bringing up {cluster.stack}") as progress:
+        result = bootstrap.up(cluster, progress)
+    out.print(f"[bold green]pretix is up[/] at {result.url}  ({result.seconds:.0f} s)")
+    out.print(f"admin: admin@localhost, password in {result.admin_password_file}")
+    out.print(f"API token in {result.api_token_file}")
+
+
+@app.command()
+def migrate(spec_file: SpecOption = Path(DEFAULT_SPEC_FILE)) -> None:
+    """Run pretix's database migrations once (after a by-hand `docker stack deploy`)."""
+    cluster = Cluster.from_file(spec_file)
+    with progress_display("migrating") as progress:
+        bootstrap.migrate(cluster, progress)
+
+
+@app.command()
+def status(spec_file: SpecOption = Path(DEFAULT_SPEC_FILE), as_json: JsonOption = False) -> None:
+    """Replicas, Patroni members, Redis roles, HAProxy backends, pretix health."""
+    cluster = Cluster.from_file(spec_file)
+    result = status_module.collect(cluster)
+    if as_json:
+        out.print_json(json.dumps(result.as_dict()))
+    else:
+        _print_status(result)
+    raise typer.Exit(0 if result.healthy else 1)
+
+
+def _print_status(result: status_module.Status) -> None:
+    _table("services", ["name", "role", "running", "desired", "last_error"], result.services)
+    _table("PostgreSQL (Patroni)", ["name", "role", "state", "lag", "timeline"], result.patroni)
+    _table("Redis (Sentinel's view)", ["name", "role", "flags", "link"], result.redis)
+    _table("HAProxy", ["haproxy", "backend", "server", "status"], result.haproxy)
+    out.print(f"pretix /healthcheck/: {result.healthcheck}")
+    if result.healthy:
+        out.print("[bold green]healthy[/]")
+    for problem in result.problems:
+        out.print(f"[bold red]degraded:[/] {problem}")
+
+
+def _table(title: str, columns: list[str], rows: list[dict]) -> None:
+    table = Table(title=title, title_justify="left")
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*(str(row.get(c, "")) for c in columns))
+    out.print(table)
+
+
+@app.command()
+def down(
+    spec_file: SpecOption = Path(DEFAULT_SPEC_FILE),
+    purge: Annotated[bool, typer.Option(help="also delete volumes, secrets and configs")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask")] = False,
+) -> None:
+    """Stop the cluster and keep its data; --purge deletes the data too."""
+    cluster = Cluster.from_file(spec_file)
+    if purge and not yes:
+        typer.confirm(f"Delete every volume and secret of '{cluster.stack}' for good?", abort=True)
+    with progress_display(f"removing {cluster.stack}") as progress:
+        swarm.remove_stack(cluster.client, cluster.stack, progress)
+        if purge:
+            swarm.purge_data(cluster.client, cluster.stack, progress)
+            # The passwords and the API token belong to the data that is gone.
+            shutil.rmtree(cluster.secrets.directory, ignore_errors=True)
+    out.print(f"{cluster.stack} is down" + (" and purged" if purge else "; data kept"))

@@ -1,0 +1,61 @@
+"""One cluster as the tool sees it: its spec, its state folder, its Docker objects."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import docker
+
+from pretix_cluster import swarm
+from pretix_cluster.images import build
+from pretix_cluster.render.configs import ClusterFile, render_files
+from pretix_cluster.render.stack import dump_stack, render_stack
+from pretix_cluster.secrets import SecretStore
+from pretix_cluster.spec import ClusterSpec, load_spec
+
+API_TOKEN_FILE = "pretix_api_token"
+
+
+@dataclass
+class Cluster:
+    spec: ClusterSpec
+    spec_dir: Path
+    ca_file: Path | None = None
+
+    @classmethod
+    def from_file(cls, spec_file: Path, ca_file: Path | None = None) -> Cluster:
+        return cls(load_spec(spec_file), spec_file.resolve().parent, ca_file)
+
+    @property
+    def stack(self) -> str:
+        return self.spec.stack
+
+    @property
+    def state_dir(self) -> Path:
+        return self.spec.state_path(self.spec_dir)
+
+    @property
+    def secrets(self) -> SecretStore:
+        return SecretStore(self.state_dir / "secrets")
+
+    @cached_property
+    def client(self) -> docker.DockerClient:
+        return swarm.connect()
+
+    def ca_bundle(self) -> Path | None:
+        return build.find_ca_bundle(self.ca_file)
+
+    def files(self) -> dict[str, ClusterFile]:
+        return render_files(self.spec, self.secrets.ensure_all())
+
+    def images(self) -> build.ImageSet:
+        return build.planned_tags(self.client, self.spec.images.base, self.ca_bundle())
+
+    def stack_yaml(self, images: build.ImageSet, files: dict[str, ClusterFile]) -> str:
+        return dump_stack(render_stack(self.spec, images, files))
+
+    def api_token(self) -> str | None:
+        path = self.secrets.path(API_TOKEN_FILE)
+        return path.read_text().strip() if path.exists() else None

@@ -1,0 +1,161 @@
+"""Build the cluster's images from the Dockerfiles next to this module.
+
+An image's tag is a hash of everything that goes into it (its directory, the
+base image, the CA bundle, its build arguments), so an unchanged second build
+finds every tag present and takes seconds, and a changed file always rebuilds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import docker
+import docker.errors
+
+from pretix_cluster.errors import UserError
+from pretix_cluster.images import base
+
+IMAGES_DIR = Path(__file__).parent
+# nginx copies pretix's compiled static files, so pretix comes first.
+COMPONENTS: tuple[str, ...] = ("pretix", "postgres", "etcd", "redis", "haproxy", "nginx")
+IMAGE_PREFIX = "pretix-cluster"
+CA_FILE_IN_CONTEXT = "build-ca.crt"
+CA_ENV_VARS = ("PIP_CERT", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE")
+SYSTEM_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class ImageSet:
+    """The tag of every component image: what the stack file refers to."""
+
+    tags: dict[str, str]
+
+    def __getitem__(self, component: str) -> str:
+        return self.tags[component]
+
+
+def find_ca_bundle(explicit: Path | None = None) -> Path | None:
+    """The CA bundle that downloads inside builds must trust (TLS-intercepting proxies)."""
+    if explicit is not None:
+        if not explicit.is_file():
+            raise UserError(f"The CA file {explicit} does not exist; pass an existing PEM file.")
+        return explicit
+    for var in CA_ENV_VARS:
+        value = os.environ.get(var)
+        if value and Path(value).is_file():
+            return Path(value)
+    return SYSTEM_CA_BUNDLE if SYSTEM_CA_BUNDLE.is_file() else None
+
+
+def planned_tags(client: docker.DockerClient, base_image: str, ca: Path | None) -> ImageSet:
+    """Compute every tag without building: what `render` and `status` need."""
+    base_id = base.image_id(client, base_image)
+    ca_bytes = ca.read_bytes() if ca else b""
+    tags: dict[str, str] = {}
+    for component in COMPONENTS:
+        args = _build_args(component, base_image, tags)
+        tags[component] = _tag_for(component, base_id, ca_bytes, args)
+    return ImageSet(tags)
+
+
+def build_all(
+    client: docker.DockerClient,
+    base_image: str,
+    ca: Path | None,
+    progress: Progress,
+    only_missing: bool = True,
+) -> ImageSet:
+    """Build what is missing (or everything); returns the tags the stack must use."""
+    base.ensure_base_image(client, base_image, progress)
+    images = planned_tags(client, base_image, ca)
+    for component in COMPONENTS:
+        tag = images[component]
+        if only_missing and _exists(client, tag):
+            progress(f"{component}: up to date ({tag})")
+            continue
+        _build_one(
+            client, component, tag, _build_args(component, base_image, images.tags), ca, progress
+        )
+    return images
+
+
+def _build_args(component: str, base_image: str, tags: dict[str, str]) -> dict[str, str]:
+    args = {"BASE_IMAGE": base_image}
+    if component == "nginx":
+        args["PRETIX_IMAGE"] = tags["pretix"]
+    return args
+
+
+def _tag_for(component: str, base_id: str, ca_bytes: bytes, args: dict[str, str]) -> str:
+    digest = hashlib.sha256()
+    digest.update(base_id.encode())
+    digest.update(ca_bytes)
+    for key in sorted(args):
+        digest.update(f"{key}={args[key]}".encode())
+    for path in sorted((IMAGES_DIR / component).rglob("*")):
+        if path.is_file() and path.name != CA_FILE_IN_CONTEXT and "__pycache__" not in path.parts:
+            digest.update(str(path.relative_to(IMAGES_DIR)).encode())
+            digest.update(path.read_bytes())
+    return f"{IMAGE_PREFIX}/{component}:{digest.hexdigest()[:12]}"
+
+
+def _exists(client: docker.DockerClient, tag: str) -> bool:
+    try:
+        client.images.get(tag)
+        return True
+    except docker.errors.ImageNotFound:
+        return False
+
+
+def _build_one(
+    client: docker.DockerClient,
+    component: str,
+    tag: str,
+    args: dict[str, str],
+    ca: Path | None,
+    progress: Progress,
+) -> None:
+    with tempfile.TemporaryDirectory(prefix=f"pretix-cluster-{component}-") as tmp:
+        context = Path(tmp) / component
+        shutil.copytree(
+            IMAGES_DIR / component,
+            context,
+            ignore=shutil.ignore_patterns("__pycache__", CA_FILE_IN_CONTEXT),
+        )
+        # Always present, so Dockerfiles can COPY it unconditionally; empty when none is known.
+        (context / CA_FILE_IN_CONTEXT).write_bytes(ca.read_bytes() if ca else b"")
+        progress(f"{component}: building {tag}")
+        try:
+            for chunk in client.api.build(
+                path=str(context),
+                tag=tag,
+                buildargs=args,
+                rm=True,
+                forcerm=True,
+                decode=True,
+                pull=False,
+            ):
+                _report_build_chunk(component, chunk, progress)
+        except docker.errors.APIError as exc:
+            raise UserError(f"Building the {component} image failed: {exc}.") from None
+    latest = tag.rsplit(":", 1)[0] + ":latest"
+    client.images.get(tag).tag(latest)
+
+
+def _report_build_chunk(component: str, chunk: dict, progress: Progress) -> None:
+    if "error" in chunk:
+        raise UserError(
+            f"Building the {component} image failed: {chunk['error'].strip()}; "
+            "see the output above, fix the cause and run `build` again."
+        )
+    line = chunk.get("stream", "").strip()
+    if line.startswith("Step "):
+        progress(f"{component}: {line}")

@@ -1,0 +1,286 @@
+"""The Swarm stack file, built as a Python structure from the spec.
+
+Design choices that matter for availability:
+- stateful singletons (PostgreSQL, etcd, Redis, Sentinel) are one service each
+  with their own volume and `dnsrr` endpoints: a dead task's name stops
+  resolving at once instead of black-holing connections behind a VIP;
+- web and nginx update start-first, so a rolling update never drops requests;
+- backing services sit on internal overlay networks and publish nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from pretix_cluster.images.build import ImageSet
+from pretix_cluster.render.configs import ClusterFile
+from pretix_cluster.spec import ClusterSpec
+
+STACK_VERSION = "3.8"
+PRETIX_UID = "15371"
+POSTGRES_UID = "999"
+REDIS_UID = "998"
+HAPROXY_UID = "0"
+MEDIA_MOUNT = "/data/media"
+ROLE_LABEL = "pretix-cluster.role"
+
+Service = dict[str, Any]
+
+
+def render_stack(spec: ClusterSpec, images: ImageSet, files: dict[str, ClusterFile]) -> dict:
+    """The complete stack as data; `dump_stack` turns it into YAML."""
+    services: dict[str, Service] = {}
+    services.update(_etcd_services(spec, images))
+    services.update(_postgres_services(spec, images))
+    services.update(_redis_services(spec, images))
+    services["haproxy"] = _haproxy_service(spec, images)
+    services["web"] = _web_service(spec, images)
+    services["worker"] = _worker_service(spec, images)
+    services["cron"] = _cron_service(spec, images)
+    services["nginx"] = _nginx_service(spec, images)
+    return {
+        "version": STACK_VERSION,
+        "services": services,
+        "networks": {
+            # attachable: the tool's one-off jobs and the chaos suite join them.
+            "db": {"driver": "overlay", "internal": True, "attachable": True},
+            "cache": {"driver": "overlay", "internal": True, "attachable": True},
+            "front": {"driver": "overlay", "attachable": True},
+        },
+        "volumes": {name: {} for name in _volume_names(spec)},
+        "secrets": _external_objects(spec, files, secret=True),
+        "configs": _external_objects(spec, files, secret=False),
+    }
+
+
+def dump_stack(stack: dict) -> str:
+    return yaml.safe_dump(stack, sort_keys=False, default_flow_style=False)
+
+
+def _volume_names(spec: ClusterSpec) -> list[str]:
+    stateful = spec.etcd_members + spec.pg_nodes + spec.redis_nodes + spec.sentinel_nodes
+    return [f"{name}-data" for name in stateful] + ["media"]
+
+
+def _external_objects(spec: ClusterSpec, files: dict[str, ClusterFile], secret: bool) -> dict:
+    return {
+        f.name: {"external": True, "name": f.object_name(spec.stack)}
+        for f in files.values()
+        if f.secret == secret
+    }
+
+
+# --- building blocks -------------------------------------------------------
+
+
+def _healthcheck(
+    test: list[str], interval: int = 10, timeout: int = 5, retries: int = 3, start: int = 30
+) -> dict:
+    return {
+        "test": test,
+        "interval": f"{interval}s",
+        "timeout": f"{timeout}s",
+        "retries": retries,
+        "start_period": f"{start}s",
+    }
+
+
+def _deploy(role: str, memory: str, replicas: int = 1, start_first: bool = False) -> dict[str, Any]:
+    return {
+        "mode": "replicated",
+        "replicas": replicas,
+        "labels": {ROLE_LABEL: role},
+        "restart_policy": {"condition": "any", "delay": "2s", "window": "30s"},
+        # A volume-backed singleton must stop before its successor opens the same data.
+        "update_config": {
+            "parallelism": 1,
+            "delay": "5s",
+            "order": "start-first" if start_first else "stop-first",
+            "failure_action": "rollback",
+        },
+        "resources": {"limits": {"memory": memory}},
+    }
+
+
+def _secret(name: str, uid: str, mode: int = 0o400) -> dict:
+    return {"source": name, "target": name, "uid": uid, "gid": uid, "mode": mode}
+
+
+def _singleton(service: Service) -> Service:
+    service["deploy"]["endpoint_mode"] = "dnsrr"
+    return service
+
+
+# --- services --------------------------------------------------------------
+
+
+def _etcd_services(spec: ClusterSpec, images: ImageSet) -> dict[str, Service]:
+    peer, client = spec.ports.etcd_peer, spec.ports.etcd_client
+    initial_cluster = ",".join(f"{m}=http://{m}:{peer}" for m in spec.etcd_members)
+    services = {}
+    for member in spec.etcd_members:
+        services[member] = _singleton(
+            {
+                "image": images["etcd"],
+                "hostname": member,
+                "environment": {
+                    "ETCD_NAME": member,
+                    "ETCD_DATA_DIR": "/var/lib/etcd/data",
+                    "ETCD_INITIAL_CLUSTER": initial_cluster,
+                    "ETCD_INITIAL_CLUSTER_TOKEN": spec.stack,
+                    "ETCD_INITIAL_CLUSTER_STATE": "new",
+                    "ETCD_INITIAL_ADVERTISE_PEER_URLS": f"http://{member}:{peer}",
+                    "ETCD_ADVERTISE_CLIENT_URLS": f"http://{member}:{client}",
+                    "ETCD_LISTEN_PEER_URLS": f"http://0.0.0.0:{peer}",
+                    "ETCD_LISTEN_CLIENT_URLS": f"http://0.0.0.0:{client}",
+                },
+                "volumes": [f"{member}-data:/var/lib/etcd"],
+                "networks": ["db"],
+                "healthcheck": _healthcheck(["CMD", "etcd-healthcheck"], start=60),
+                "deploy": _deploy("etcd", spec.etcd.memory),
+            }
+        )
+    return services
+
+
+def _postgres_services(spec: ClusterSpec, images: ImageSet) -> dict[str, Service]:
+    services = {}
+    for node in spec.pg_nodes:
+        services[node] = _singleton(
+            {
+                "image": images["postgres"],
+                "hostname": node,
+                "environment": {
+                    "PATRONI_NAME": node,
+                    "PATRONI_RESTAPI_CONNECT_ADDRESS": f"{node}:{spec.ports.patroni}",
+                    "PATRONI_POSTGRESQL_CONNECT_ADDRESS": f"{node}:{spec.ports.postgres}",
+                },
+                "volumes": [f"{node}-data:/var/lib/postgresql/data"],
+                "networks": ["db"],
+                "secrets": [
+                    _secret("patroni.yml", POSTGRES_UID),
+                    _secret("pg_pretix_password", POSTGRES_UID),
+                ],
+                "healthcheck": _healthcheck(["CMD", "pg-healthcheck"], start=120),
+                # Patroni demotes cleanly on SIGTERM; give it time before SIGKILL.
+                "stop_grace_period": "60s",
+                "deploy": _deploy("postgres", spec.postgres.memory),
+            }
+        )
+    return services
+
+
+def _redis_services(spec: ClusterSpec, images: ImageSet) -> dict[str, Service]:
+    common_env = {
+        "REDIS_NODES": ",".join(spec.redis_nodes),
+        "REDIS_SENTINELS": ",".join(spec.sentinel_nodes),
+        "REDIS_MASTER_NAME": spec.redis.master_name,
+        "SENTINEL_QUORUM": str(spec.redis.quorum),
+        "SENTINEL_DOWN_AFTER_MS": str(spec.redis.down_after_ms),
+        "SENTINEL_FAILOVER_TIMEOUT_MS": str(spec.redis.failover_timeout_ms),
+    }
+    services = {}
+    for node in spec.redis_nodes:
+        services[node] = _redis_like(
+            spec, images, node, "redis", common_env | {"REDIS_NODE_NAME": node}
+        )
+    for node in spec.sentinel_nodes:
+        services[node] = _redis_like(
+            spec, images, node, "sentinel", common_env | {"SENTINEL_NODE_NAME": node}
+        )
+    return services
+
+
+def _redis_like(
+    spec: ClusterSpec, images: ImageSet, node: str, role: str, env: dict[str, str]
+) -> Service:
+    memory = spec.redis.memory
+    return _singleton(
+        {
+            "image": images["redis"],
+            "hostname": node,
+            "command": [role],
+            "environment": env,
+            "volumes": [f"{node}-data:/data"],
+            "networks": ["cache"],
+            "secrets": [_secret("redis_password", REDIS_UID)],
+            "healthcheck": _healthcheck(["CMD", "redis-healthcheck", role], start=30),
+            "deploy": _deploy(role, memory),
+        }
+    )
+
+
+def _haproxy_service(spec: ClusterSpec, images: ImageSet) -> Service:
+    return {
+        "image": images["haproxy"],
+        "networks": ["db", "cache"],
+        "secrets": [_secret("haproxy.cfg", HAPROXY_UID)],
+        "healthcheck": _healthcheck(["CMD", "haproxy-healthcheck"], start=10),
+        "deploy": _deploy("haproxy", spec.haproxy.memory, spec.haproxy.replicas, start_first=True),
+    }
+
+
+def _pretix_service(
+    spec: ClusterSpec,
+    images: ImageSet,
+    role: str,
+    memory: str,
+    replicas: int,
+    env: dict[str, str],
+    start: int = 60,
+) -> Service:
+    return {
+        "image": images["pretix"],
+        "command": [role],
+        "environment": env,
+        "volumes": [f"media:{MEDIA_MOUNT}"],
+        "networks": ["db", "cache", "front"],
+        "secrets": [_secret("pretix.cfg", PRETIX_UID)],
+        "healthcheck": _healthcheck(
+            ["CMD", "pretix-entrypoint", "healthcheck", role], interval=10, timeout=8, start=start
+        ),
+        "stop_grace_period": "30s",
+        "deploy": _deploy(role, memory, replicas, start_first=role == "web"),
+    }
+
+
+def _web_service(spec: ClusterSpec, images: ImageSet) -> Service:
+    env = {
+        "PRETIX_GUNICORN_WORKERS": str(spec.web.gunicorn_workers),
+        "PRETIX_GUNICORN_THREADS": str(spec.web.gunicorn_threads),
+    }
+    return _pretix_service(spec, images, "web", spec.web.memory, spec.web.replicas, env)
+
+
+def _worker_service(spec: ClusterSpec, images: ImageSet) -> Service:
+    env = {"PRETIX_CELERY_CONCURRENCY": str(spec.worker.concurrency)}
+    return _pretix_service(spec, images, "worker", spec.worker.memory, spec.worker.replicas, env)
+
+
+def _cron_service(spec: ClusterSpec, images: ImageSet) -> Service:
+    # Exactly one runner: pretix's periodic-task guard is not race-safe.
+    env = {"PRETIX_CRON_INTERVAL": str(spec.cron.interval_seconds)}
+    return _pretix_service(
+        spec, images, "cron", spec.cron.memory, 1, env, start=spec.cron.interval_seconds
+    )
+
+
+def _nginx_service(spec: ClusterSpec, images: ImageSet) -> Service:
+    return {
+        "image": images["nginx"],
+        "networks": ["front"],
+        "ports": [
+            {
+                "target": spec.ports.nginx,
+                "published": spec.nginx.port,
+                "protocol": "tcp",
+                "mode": "ingress",
+            }
+        ],
+        "volumes": [f"media:{MEDIA_MOUNT}:ro"],
+        "configs": [{"source": "nginx.conf", "target": "/etc/nginx/nginx.conf", "mode": 0o444}],
+        "healthcheck": _healthcheck(["CMD", "nginx-healthcheck"], start=10),
+        "deploy": _deploy("nginx", spec.nginx.memory, spec.nginx.replicas, start_first=True),
+    }

@@ -1,0 +1,289 @@
+"""The cluster spec: the one source of truth for names, ports and replica counts.
+
+`cluster.toml` is parsed into `ClusterSpec`; the stack, the daemons' configs,
+`status` and the tests all read names and ports from here and never restate them.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+from typing import Annotated
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from pretix_cluster.errors import UserError
+
+DEFAULT_SPEC_FILE = "cluster.toml"
+
+MemorySize = Annotated[str, Field(pattern=r"^[0-9]+[MG]$")]
+
+
+class _Section(BaseModel):
+    # A typo in cluster.toml must be an error, not a silently ignored key.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ClusterSection(_Section):
+    name: str = Field(
+        "pretix",
+        pattern=r"^[a-z][a-z0-9]{0,19}$",
+        description="Swarm stack name; every Docker object of the cluster starts with it",
+    )
+    url: str = Field(
+        "http://127.0.0.1:8080",
+        description="the shop's public URL; pretix rejects requests for any other host",
+    )
+    state_dir: str = Field(
+        ".pretix-cluster",
+        description="secrets and tokens (0600), relative to this file; keep it out of git",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _url_is_http(cls, url: str) -> str:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL with a host name")
+        if parts.path not in ("", "/"):
+            raise ValueError("must not have a path: pretix is served at the root")
+        return url.rstrip("/")
+
+
+class NginxSection(_Section):
+    replicas: int = Field(1, ge=1)
+    port: int = Field(
+        8080, ge=1, le=65535, description="the only published port: the shop, on every node"
+    )
+    upstream_keepalive: int = Field(32, ge=0, description="idle keep-alive connections to web")
+    memory: MemorySize = "64M"
+
+
+class WebSection(_Section):
+    replicas: int = Field(2, ge=1, description="gunicorn containers behind nginx")
+    gunicorn_workers: int = Field(2, ge=1, description="processes per web replica")
+    gunicorn_threads: int = Field(1, ge=1)
+    memory: MemorySize = "640M"
+
+
+class WorkerSection(_Section):
+    replicas: int = Field(2, ge=1, description="celery containers (checkout, mail, ...)")
+    concurrency: int = Field(2, ge=1, description="celery processes per worker replica")
+    memory: MemorySize = "512M"
+
+
+class CronSection(_Section):
+    interval_seconds: int = Field(
+        300, ge=60, le=3600, description="pause between two `runperiodic` runs (one runner only)"
+    )
+    memory: MemorySize = "320M"
+
+
+class PostgresSection(_Section):
+    nodes: int = Field(3, ge=2, le=9, description="Patroni nodes, one service each")
+    synchronous: bool = Field(
+        True, description="commit only once a standby has the WAL: no acknowledged order lost"
+    )
+    ttl: int = Field(30, ge=5, description="Patroni leader key TTL (s): bounds failover time")
+    loop_wait: int = Field(10, ge=1)
+    retry_timeout: int = Field(10, ge=1)
+    maximum_lag_on_failover: int = Field(1048576, ge=0)
+    max_connections: int = Field(200, ge=20)
+    shared_buffers: str = "128MB"
+    memory: MemorySize = "384M"
+
+    @model_validator(mode="after")
+    def _patroni_timing_rule(self) -> PostgresSection:
+        # Patroni's own rule: otherwise a healthy leader can lose its key between two loops.
+        if self.loop_wait + 2 * self.retry_timeout > self.ttl:
+            raise ValueError(
+                f"loop_wait + 2*retry_timeout ({self.loop_wait + 2 * self.retry_timeout}) "
+                f"must not exceed ttl ({self.ttl})"
+            )
+        return self
+
+
+class EtcdSection(_Section):
+    members: int = Field(3, ge=3, le=9, description="etcd members (odd) holding Patroni's state")
+    memory: MemorySize = "128M"
+
+    @field_validator("members")
+    @classmethod
+    def _odd(cls, members: int) -> int:
+        if members % 2 == 0:
+            raise ValueError("must be odd: an even etcd cluster tolerates no more failures")
+        return members
+
+
+class RedisSection(_Section):
+    nodes: int = Field(3, ge=2, le=9, description="Redis nodes: one master, the rest replicas")
+    sentinels: int = Field(3, ge=3, le=9, description="Sentinels watching the master (odd)")
+    quorum: int = Field(2, ge=1, description="Sentinels that must agree the master is down")
+    master_name: str = Field("mymaster", pattern=r"^[a-z][a-z0-9]*$")
+    down_after_ms: int = Field(5000, ge=1000)
+    failover_timeout_ms: int = Field(30000, ge=5000)
+    memory: MemorySize = "128M"
+
+    @model_validator(mode="after")
+    def _sentinel_majority(self) -> RedisSection:
+        if self.sentinels % 2 == 0:
+            raise ValueError("sentinels must be odd so that a majority can authorise a failover")
+        if self.quorum > self.sentinels:
+            raise ValueError(f"quorum ({self.quorum}) exceeds the sentinels ({self.sentinels})")
+        if self.quorum <= self.sentinels // 2:
+            raise ValueError(
+                f"quorum ({self.quorum}) must be a majority of {self.sentinels} sentinels, "
+                "or two partitions could each declare the master down"
+            )
+        return self
+
+
+class HaproxySection(_Section):
+    replicas: int = Field(2, ge=1, description="HAProxy replicas routing to the primary/master")
+    check_inter_ms: int = Field(2000, ge=200)
+    check_fall: int = Field(3, ge=1)
+    check_rise: int = Field(2, ge=1)
+    memory: MemorySize = "64M"
+
+
+class ShopSection(_Section):
+    organizer: str = Field("demo", pattern=r"^[a-z0-9][a-z0-9-]*$")
+    event: str = Field("tickets", pattern=r"^[a-z0-9][a-z0-9-]*$")
+    quota: int = Field(10000, ge=1, description="tickets on sale in the demo event")
+    currency: str = Field("EUR", pattern=r"^[A-Z]{3}$")
+
+
+class ImagesSection(_Section):
+    registry: str = Field("", description="registry for multi-node swarms; empty: local")
+    base: str = "debian:bookworm-slim"
+
+
+class Ports(_Section):
+    """Container-internal ports: fixed by the images, named once here."""
+
+    postgres: int = 5432
+    patroni: int = 8008
+    etcd_client: int = 2379
+    etcd_peer: int = 2380
+    redis: int = 6379
+    sentinel: int = 26379
+    haproxy_pg_primary: int = 5000
+    haproxy_pg_replicas: int = 5001
+    haproxy_redis: int = 6379
+    haproxy_health: int = 8405
+    web: int = 8000
+    nginx: int = 8080
+
+
+class ClusterSpec(_Section):
+    cluster: ClusterSection = ClusterSection()
+    nginx: NginxSection = NginxSection()
+    web: WebSection = WebSection()
+    worker: WorkerSection = WorkerSection()
+    cron: CronSection = CronSection()
+    postgres: PostgresSection = PostgresSection()
+    etcd: EtcdSection = EtcdSection()
+    redis: RedisSection = RedisSection()
+    haproxy: HaproxySection = HaproxySection()
+    shop: ShopSection = ShopSection()
+    images: ImagesSection = ImagesSection()
+    ports: Ports = Ports()
+
+    # --- names derived from the spec; nothing else invents them ---
+
+    @property
+    def stack(self) -> str:
+        return self.cluster.name
+
+    @property
+    def pg_nodes(self) -> list[str]:
+        return [f"pg-{i}" for i in range(1, self.postgres.nodes + 1)]
+
+    @property
+    def etcd_members(self) -> list[str]:
+        return [f"etcd-{i}" for i in range(1, self.etcd.members + 1)]
+
+    @property
+    def redis_nodes(self) -> list[str]:
+        return [f"redis-{i}" for i in range(1, self.redis.nodes + 1)]
+
+    @property
+    def sentinel_nodes(self) -> list[str]:
+        return [f"sentinel-{i}" for i in range(1, self.redis.sentinels + 1)]
+
+    @property
+    def shop_host(self) -> str:
+        return urlsplit(self.cluster.url).hostname or "localhost"
+
+    @property
+    def shop_netloc(self) -> str:
+        """The Host header pretix expects: host and, if any, port of the shop URL."""
+        return urlsplit(self.cluster.url).netloc
+
+    def service_name(self, short: str) -> str:
+        """Swarm prefixes every service of a stack with the stack name."""
+        return f"{self.stack}_{short}"
+
+    def state_path(self, spec_dir: Path) -> Path:
+        path = Path(self.cluster.state_dir)
+        return path if path.is_absolute() else spec_dir / path
+
+    def local_url(self) -> str:
+        """Where this machine reaches nginx: the published port on loopback."""
+        return f"http://127.0.0.1:{self.nginx.port}"
+
+
+def spec_toml(spec: ClusterSpec | None = None) -> str:
+    """The commented cluster.toml that `init` writes, generated from the model itself."""
+    spec = spec or ClusterSpec()
+    lines = ["# pretix-cluster spec, read by every command. Keys left out take the defaults.", ""]
+    for section, field in ClusterSpec.model_fields.items():
+        if section == "ports":
+            continue
+        lines.append(f"[{section}]")
+        values = getattr(spec, section)
+        for key, sub in field.annotation.model_fields.items():
+            if sub.description:
+                lines.append(f"# {sub.description}")
+            lines.append(f"{key} = {_toml_value(getattr(values, key))}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    return json.dumps(value)
+
+
+def load_spec(path: Path) -> ClusterSpec:
+    """Read and validate cluster.toml; every problem becomes one readable sentence."""
+    if not path.exists():
+        return ClusterSpec()
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(
+            f"{path} is not valid TOML ({exc}); fix the file or run `init --force`."
+        ) from None
+    return parse_spec(raw, origin=str(path))
+
+
+def parse_spec(raw: dict, origin: str = "cluster.toml") -> ClusterSpec:
+    try:
+        return ClusterSpec.model_validate(raw)
+    except ValidationError as exc:
+        raise UserError(f"{origin}: {describe_validation_error(exc)}") from None
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    problems = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "spec"
+        message = err["msg"].removeprefix("Value error, ")
+        problems.append(f"{where}: {message}")
+    return "; ".join(problems) + "."

@@ -1,0 +1,359 @@
+"""The engine: Docker Swarm, driven through the docker SDK and the docker CLI.
+
+Swarm does the orchestration (restarts, scheduling, balancing, secrets); this
+module only asks it for things and waits for it, with bounded timeouts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import docker
+import docker.errors
+import docker.types
+from docker.models.containers import Container
+from docker.models.services import Service
+
+from pretix_cluster.errors import UserError
+from pretix_cluster.render.configs import ClusterFile
+from pretix_cluster.render.stack import ROLE_LABEL
+
+STACK_LABEL = "com.docker.stack.namespace"
+OWNER_LABEL = "pretix-cluster.stack"
+
+Progress = Callable[[str], None]
+
+
+def connect() -> docker.DockerClient:
+    """A client for the local daemon, or a sentence saying how to get one."""
+    try:
+        client = docker.from_env(timeout=120)
+        client.ping()
+        return client
+    except docker.errors.DockerException as exc:
+        raise UserError(
+            f"Docker is not reachable ({_short(exc)}); start the daemon "
+            "(`make up` does, or run `dockerd &` as root) and try again."
+        ) from None
+
+
+def _short(exc: Exception) -> str:
+    return str(exc).splitlines()[0][:160]
+
+
+def ensure_swarm(client: docker.DockerClient, progress: Progress) -> None:
+    state = client.info().get("Swarm", {}).get("LocalNodeState")
+    if state == "active":
+        return
+    if state not in ("inactive", None):
+        raise UserError(f"This node's swarm state is '{state}'; fix it with `docker swarm` first.")
+    progress("swarm: creating a single-node swarm (advertise 127.0.0.1)")
+    client.swarm.init(advertise_addr="127.0.0.1", listen_addr="127.0.0.1:2377")
+
+
+# --- stack ownership and inputs ---------------------------------------------
+
+
+def stack_services(client: docker.DockerClient, stack: str) -> list[Service]:
+    return client.services.list(filters={"label": f"{STACK_LABEL}={stack}"})
+
+
+def refuse_foreign_stack(client: docker.DockerClient, stack: str) -> None:
+    """A stack of the same name that we did not make must never be overwritten."""
+    foreign = [
+        s.name
+        for s in stack_services(client, stack)
+        if ROLE_LABEL not in s.attrs["Spec"].get("Labels", {})
+    ]
+    if foreign:
+        raise UserError(
+            f"A stack named '{stack}' already exists and was not made by pretix-cluster "
+            f"({foreign[0]}); choose another [cluster] name in cluster.toml."
+        )
+
+
+def refuse_taken_port(client: docker.DockerClient, stack: str, port: int) -> None:
+    """The shop port must be free, unless our own stack already publishes it."""
+    for service in client.services.list():
+        ports = service.attrs.get("Endpoint", {}).get("Ports", []) or []
+        if any(p.get("PublishedPort") == port for p in ports):
+            if service.attrs["Spec"].get("Labels", {}).get(STACK_LABEL) == stack:
+                return
+            raise UserError(
+                f"Port {port} is already published by the Docker service {service.name}; "
+                "set another [nginx] port in cluster.toml."
+            )
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("0.0.0.0", port))
+        except OSError:
+            raise UserError(
+                f"Port {port} is in use by another program on this machine; "
+                "stop it or set another [nginx] port in cluster.toml."
+            ) from None
+
+
+def ensure_files(client: docker.DockerClient, stack: str, files: dict[str, ClusterFile]) -> None:
+    """Create the versioned secrets and configs the stack refers to (existing ones stay)."""
+    labels = {OWNER_LABEL: stack}
+    for f in files.values():
+        name = f.object_name(stack)
+        collection = client.secrets if f.secret else client.configs
+        if collection.list(filters={"name": name}):
+            continue
+        collection.create(name=name, data=f.content.encode(), labels=labels)
+
+
+def prune_files(client: docker.DockerClient, stack: str, keep: set[str]) -> None:
+    """Drop older versions once no service uses them (Swarm refuses while in use)."""
+    for collection in (client.secrets, client.configs):
+        for obj in collection.list(filters={"label": f"{OWNER_LABEL}={stack}"}):
+            if obj.name not in keep:
+                with contextlib.suppress(docker.errors.APIError):
+                    obj.remove()
+
+
+# --- deploy and wait -----------------------------------------------------------
+
+
+def deploy(stack: str, stack_yaml: str) -> None:
+    """`docker stack deploy` is the CLI's; the SDK has no equivalent."""
+    result = subprocess.run(
+        [
+            "docker",
+            "stack",
+            "deploy",
+            "--prune",
+            "--resolve-image",
+            "never",
+            "--compose-file",
+            "-",
+            stack,
+        ],
+        input=stack_yaml,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise UserError(f"docker stack deploy failed: {result.stderr.strip()}.")
+
+
+@dataclass(frozen=True)
+class ServiceState:
+    name: str
+    role: str
+    desired: int
+    running: int
+    last_error: str
+
+    @property
+    def healthy(self) -> bool:
+        return self.running >= self.desired
+
+
+def service_states(client: docker.DockerClient, stack: str) -> list[ServiceState]:
+    states = []
+    for service in stack_services(client, stack):
+        spec = service.attrs["Spec"]
+        desired = spec.get("Mode", {}).get("Replicated", {}).get("Replicas", 1)
+        tasks = service.tasks(filters={"desired-state": "running"})
+        # Swarm reports a task 'running' only once its healthcheck has passed.
+        running = sum(1 for t in tasks if t["Status"]["State"] == "running")
+        errors = [t["Status"].get("Err", "") for t in service.tasks() if t["Status"].get("Err")]
+        states.append(
+            ServiceState(
+                service.name,
+                spec.get("Labels", {}).get(ROLE_LABEL, "?"),
+                desired,
+                running,
+                errors[-1] if errors else "",
+            )
+        )
+    return sorted(states, key=lambda s: s.name)
+
+
+def wait_converged(
+    client: docker.DockerClient,
+    stack: str,
+    timeout: float,
+    progress: Progress,
+    names: set[str] | None = None,
+) -> None:
+    """Wait until every (or every named) service runs all its replicas, healthy."""
+    deadline = time.monotonic() + timeout
+    while True:
+        states = [s for s in service_states(client, stack) if names is None or s.name in names]
+        pending = [s for s in states if not s.healthy]
+        ready = len(states) - len(pending)
+        progress(
+            f"services healthy: {ready}/{len(states)}"
+            + (f" (waiting for {', '.join(s.name for s in pending[:4])})" if pending else "")
+        )
+        if states and not pending:
+            return
+        if time.monotonic() > deadline:
+            detail = "; ".join(
+                f"{s.name} {s.running}/{s.desired} {s.last_error}".strip() for s in pending
+            )
+            raise UserError(
+                f"Services did not become healthy within {int(timeout)} s ({detail}); "
+                "see `docker service ps --no-trunc <name>`, fix the cause and run `up` again."
+            )
+        time.sleep(3)
+
+
+# --- reaching into containers ----------------------------------------------------
+
+
+def running_containers(client: docker.DockerClient, stack: str, short: str) -> list[Container]:
+    service = f"{stack}_{short}"
+    return client.containers.list(
+        filters={"label": f"com.docker.swarm.service.name={service}", "status": "running"}
+    )
+
+
+def exec_in(
+    container: Container, command: list[str], stdin: str | None = None, timeout: float = 120
+) -> tuple[int, str]:
+    """Run a command in a container; input goes on stdin, never on the command line."""
+    result = subprocess.run(
+        ["docker", "exec", "-i", container.id, *command],
+        input=stdin or "",
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    return result.returncode, result.stdout + result.stderr
+
+
+def exec_in_service(
+    client: docker.DockerClient,
+    stack: str,
+    short: str,
+    command: list[str],
+    stdin: str | None = None,
+    timeout: float = 120,
+) -> tuple[int, str]:
+    containers = running_containers(client, stack, short)
+    if not containers:
+        raise UserError(f"No running container of {stack}_{short}; run `up` to start it.")
+    return exec_in(containers[0], command, stdin, timeout)
+
+
+def run_job(
+    client: docker.DockerClient,
+    stack: str,
+    name: str,
+    template: str,
+    command: list[str],
+    timeout: float,
+    progress: Progress,
+) -> str:
+    """Run a one-off task (e.g. migrations) as a Swarm job shaped like service `template`.
+
+    It takes image, networks, secrets and mounts from the running service, so a
+    job never needs its own copy of any of them; returns the job's log.
+    """
+    source = client.services.get(f"{stack}_{template}").attrs["Spec"]
+    task = source["TaskTemplate"]
+    job_name = f"{stack}_{name}"
+    with contextlib.suppress(docker.errors.NotFound):
+        client.services.get(job_name).remove()
+    task_template = {
+        # No healthcheck: the service's own one would kill a long migration.
+        "ContainerSpec": task["ContainerSpec"]
+        | {"Args": command, "Healthcheck": {"Test": ["NONE"]}},
+        "Networks": task.get("Networks", []),
+        "RestartPolicy": {"Condition": "none"},
+    }
+    client.api.create_service(
+        task_template,
+        name=job_name,
+        labels={OWNER_LABEL: stack},
+        mode=docker.types.ServiceMode("replicated-job", concurrency=1, replicas=1),
+    )
+    try:
+        return _wait_job(client, job_name, timeout, progress)
+    finally:
+        with contextlib.suppress(docker.errors.APIError):
+            client.services.get(job_name).remove()
+
+
+def _wait_job(
+    client: docker.DockerClient, job_name: str, timeout: float, progress: Progress
+) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        service = client.services.get(job_name)
+        states = [t["Status"]["State"] for t in service.tasks()]
+        progress(f"{job_name}: {', '.join(states) or 'scheduling'}")
+        if "complete" in states:
+            return _service_logs(service)
+        if any(s in ("failed", "rejected") for s in states):
+            log = _service_logs(service)
+            tail = " / ".join(log.strip().splitlines()[-3:])
+            raise UserError(f"{job_name} failed ({tail}); fix the cause and run `up` again.")
+        time.sleep(3)
+    raise UserError(f"{job_name} did not finish within {int(timeout)} s; run `up` again.")
+
+
+def _service_logs(service: Service) -> str:
+    with contextlib.suppress(docker.errors.APIError):
+        return b"".join(service.logs(stdout=True, stderr=True)).decode(errors="replace")
+    return ""
+
+
+# --- teardown ------------------------------------------------------------------------
+
+
+def remove_stack(
+    client: docker.DockerClient, stack: str, progress: Progress, timeout: float = 180
+) -> None:
+    if stack_services(client, stack):
+        subprocess.run(["docker", "stack", "rm", stack], capture_output=True, check=False)
+    deadline = time.monotonic() + timeout
+    while _leftover_stack_objects(client, stack) and time.monotonic() < deadline:
+        progress(f"{stack}: waiting for services and networks to go")
+        time.sleep(2)
+
+
+def _leftover_stack_objects(client: docker.DockerClient, stack: str) -> list[str]:
+    label = {"label": f"{STACK_LABEL}={stack}"}
+    names = [s.name for s in client.services.list(filters=label)]
+    names += [n.name for n in client.networks.list(filters=label)]
+    names += [c.name for c in client.containers.list(all=True, filters=label)]
+    return names
+
+
+def purge_data(client: docker.DockerClient, stack: str, progress: Progress) -> None:
+    """Volumes, secrets and configs of the stack: only after `remove_stack`."""
+    for volume in _stack_volumes(client, stack):
+        progress(f"removing volume {volume.name}")
+        _remove_with_retry(volume.remove)
+    prune_files(client, stack, keep=set())
+
+
+def _stack_volumes(client: docker.DockerClient, stack: str) -> Iterator:
+    yield from client.volumes.list(filters={"label": f"{STACK_LABEL}={stack}"})
+
+
+def _remove_with_retry(remove: Callable[[], None], attempts: int = 10) -> None:
+    # A container that just exited may hold a volume for a moment longer.
+    for attempt in range(attempts):
+        try:
+            remove()
+            return
+        except docker.errors.NotFound:
+            return
+        except docker.errors.APIError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(2)

@@ -1,0 +1,76 @@
+"""One test cluster per session, under its own stack name and port.
+
+It never touches an operator's cluster on the same machine: the name, port and
+state folder are the test's own. Set PCTEST_KEEP=1 to leave it running after
+the session (faster re-runs while developing).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pretix_cluster.cluster import Cluster
+from pretix_cluster.spec import parse_spec, spec_toml
+
+ROOT = Path(__file__).resolve().parents[2]
+STATE = ROOT / ".state" / "pctest"
+TEST_STACK = "pctest"
+TEST_PORT = 18480
+
+
+def cli(
+    *args: str,
+    spec_file: Path | None = None,
+    check: bool = True,
+    timeout: float = 3000,
+    env: dict | None = None,
+) -> subprocess.CompletedProcess:
+    """Run the real command line, as an operator would."""
+    command = [sys.executable, "-m", "pretix_cluster", *args]
+    if spec_file is not None:
+        command += ["--spec", str(spec_file)]
+    result = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env or os.environ.copy(),
+        check=False,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+        )
+    return result
+
+
+@pytest.fixture(scope="session")
+def spec_file() -> Path:
+    STATE.mkdir(parents=True, exist_ok=True)
+    path = STATE / "cluster.toml"
+    spec = parse_spec(
+        {
+            "cluster": {
+                "name": TEST_STACK,
+                "url": f"http://127.0.0.1:{TEST_PORT}",
+                "state_dir": str(STATE / "state"),
+            },
+            "nginx": {"port": TEST_PORT},
+        }
+    )
+    path.write_text(spec_toml(spec))
+    return path
+
+
+@pytest.fixture(scope="session")
+def cluster(spec_file: Path) -> Cluster:
+    """The running test cluster; `up` is idempotent, so a kept cluster is reused."""
+    cli("up", spec_file=spec_file)
+    yield Cluster.from_file(spec_file)
+    if not os.environ.get("PCTEST_KEEP"):
+        cli("down", "--purge", "--yes", spec_file=spec_file, check=False)

@@ -1,0 +1,113 @@
+"""The rendered stack is valid for Swarm, complete, and free of secret values."""
+
+import subprocess
+
+import pytest
+import yaml
+
+from pretix_cluster.images.build import COMPONENTS, ImageSet
+from pretix_cluster.render.configs import render_files
+from pretix_cluster.render.stack import dump_stack, render_stack
+from pretix_cluster.secrets import SecretStore
+from pretix_cluster.spec import ClusterSpec
+
+
+@pytest.fixture
+def values(tmp_path):
+    return SecretStore(tmp_path / "secrets").ensure_all()
+
+
+@pytest.fixture
+def spec():
+    return ClusterSpec()
+
+
+@pytest.fixture
+def files(spec, values):
+    return render_files(spec, values)
+
+
+@pytest.fixture
+def stack(spec, files):
+    images = ImageSet({c: f"pretix-cluster/{c}:unit" for c in COMPONENTS})
+    return render_stack(spec, images, files)
+
+
+def test_docker_stack_config_accepts_the_stack(stack, tmp_path):
+    path = tmp_path / "stack.yml"
+    path.write_text(dump_stack(stack))
+    result = subprocess.run(
+        ["docker", "stack", "config", "-c", str(path)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert set(yaml.safe_load(result.stdout)["services"]) == set(stack["services"])
+
+
+def test_every_service_has_a_healthcheck_and_a_restart_policy(stack):
+    for name, service in stack["services"].items():
+        assert service["healthcheck"]["test"], name
+        assert service["deploy"]["restart_policy"]["condition"] == "any", name
+
+
+def test_one_service_per_stateful_node_from_the_spec(stack, spec):
+    names = set(stack["services"])
+    for node in spec.pg_nodes + spec.etcd_members + spec.redis_nodes + spec.sentinel_nodes:
+        assert node in names
+        assert f"{node}-data" in stack["volumes"]
+        assert stack["services"][node]["deploy"]["replicas"] == 1
+
+
+def test_replica_counts_come_from_the_spec():
+    spec = ClusterSpec.model_validate({"web": {"replicas": 5}, "worker": {"replicas": 3}})
+    images = ImageSet({c: "x:y" for c in COMPONENTS})
+    stack = render_stack(spec, images, render_files(spec, _fake_values()))
+    assert stack["services"]["web"]["deploy"]["replicas"] == 5
+    assert stack["services"]["worker"]["deploy"]["replicas"] == 3
+    assert stack["services"]["cron"]["deploy"]["replicas"] == 1
+
+
+def _fake_values():
+    from pretix_cluster.secrets import SECRET_NAMES
+
+    return {name: f"value-of-{name}" for name in SECRET_NAMES}
+
+
+def test_only_nginx_publishes_a_port(stack, spec):
+    published = {name: s["ports"] for name, s in stack["services"].items() if s.get("ports")}
+    assert list(published) == ["nginx"]
+    assert published["nginx"][0]["published"] == spec.nginx.port
+
+
+def test_backing_networks_are_internal(stack):
+    assert stack["networks"]["db"]["internal"]
+    assert stack["networks"]["cache"]["internal"]
+
+
+def test_web_rolls_start_first(stack):
+    assert stack["services"]["web"]["deploy"]["update_config"]["order"] == "start-first"
+
+
+def test_no_secret_value_in_the_stack_or_in_non_secret_files(stack, files, values):
+    rendered = dump_stack(stack) + "".join(f.content for f in files.values() if not f.secret)
+    for name, value in values.items():
+        assert value not in rendered, name
+
+
+def test_secret_files_carry_the_values_they_need(files, values):
+    assert values["django_secret"] in files["pretix.cfg"].content
+    assert values["pg_pretix_password"] in files["pretix.cfg"].content
+    assert values["pg_superuser_password"] in files["patroni.yml"].content
+    assert values["redis_password"] in files["haproxy.cfg"].content
+    assert all(f.secret for name, f in files.items() if name != "nginx.conf")
+
+
+def test_patroni_config_is_yaml_with_synchronous_mode(files):
+    config = yaml.safe_load(files["patroni.yml"].content)
+    assert config["bootstrap"]["dcs"]["synchronous_mode"] is True
+    assert config["bootstrap"]["dcs"]["postgresql"]["use_pg_rewind"] is True
+
+
+def test_pretix_never_points_at_a_single_backend_node(files, spec):
+    cfg = files["pretix.cfg"].content
+    for node in spec.pg_nodes + spec.redis_nodes:
+        assert node not in cfg

@@ -1,0 +1,64 @@
+"""The spec accepts what can run and refuses, with the reason, what cannot."""
+
+import tomllib
+
+import pytest
+
+from pretix_cluster.errors import UserError
+from pretix_cluster.spec import ClusterSpec, load_spec, parse_spec, spec_toml
+
+
+def test_defaults_match_the_documented_topology():
+    spec = ClusterSpec()
+    assert spec.web.replicas == 2
+    assert spec.worker.replicas == 2
+    assert spec.pg_nodes == ["pg-1", "pg-2", "pg-3"]
+    assert spec.etcd_members == ["etcd-1", "etcd-2", "etcd-3"]
+    assert spec.redis_nodes == ["redis-1", "redis-2", "redis-3"]
+    assert spec.sentinel_nodes == ["sentinel-1", "sentinel-2", "sentinel-3"]
+    assert spec.haproxy.replicas == 2
+    assert spec.nginx.replicas == 1
+    assert spec.postgres.synchronous
+
+
+def test_the_commented_default_file_parses_back_to_the_defaults():
+    text = spec_toml()
+    assert text.count("#") > 10
+    assert parse_spec(tomllib.loads(text)) == ClusterSpec()
+
+
+def test_a_customised_file_keeps_its_values():
+    spec = parse_spec({"cluster": {"name": "shop2"}, "web": {"replicas": 5}})
+    assert parse_spec(tomllib.loads(spec_toml(spec))) == spec
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        ({"etcd": {"members": 4}}, "must be odd"),
+        ({"etcd": {"members": 1}}, "greater than or equal to 3"),
+        ({"web": {"replicas": 0}}, "web.replicas"),
+        ({"redis": {"sentinels": 3, "quorum": 1}}, "majority"),
+        ({"redis": {"sentinels": 3, "quorum": 4}}, "exceeds"),
+        ({"postgres": {"ttl": 10, "loop_wait": 10, "retry_timeout": 10}}, "ttl"),
+        ({"cluster": {"url": "ftp://x"}}, "http"),
+        ({"cluster": {"url": "http://x/shop"}}, "path"),
+        ({"cluster": {"name": "Bad_Name"}}, "cluster.name"),
+        ({"nginx": {"port": 70000}}, "nginx.port"),
+        ({"web": {"replicaz": 2}}, "web.replicaz"),
+    ],
+)
+def test_impossible_specs_are_refused_with_the_reason(raw, reason):
+    with pytest.raises(UserError, match=reason):
+        parse_spec(raw)
+
+
+def test_malformed_toml_is_one_sentence(tmp_path):
+    bad = tmp_path / "cluster.toml"
+    bad.write_text("[web\nreplicas = 2")
+    with pytest.raises(UserError, match="not valid TOML"):
+        load_spec(bad)
+
+
+def test_a_missing_file_means_the_defaults(tmp_path):
+    assert load_spec(tmp_path / "absent.toml") == ClusterSpec()
