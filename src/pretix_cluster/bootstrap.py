@@ -14,7 +14,12 @@ from pretix_cluster import swarm
 from pretix_cluster.cluster import API_TOKEN_FILE, Cluster
 from pretix_cluster.errors import UserError
 from pretix_cluster.images import build
-from pretix_cluster.shop_setup import ShopSetupParams, run_shop_setup
+from pretix_cluster.shop_setup import (
+    ShopSetupError,
+    ShopSetupParams,
+    docker_exec_fn,
+    run_shop_setup,
+)
 
 Progress = Callable[[str], None]
 
@@ -53,7 +58,7 @@ def up(cluster: Cluster, progress: Progress) -> UpResult:
     setup_demo_shop(cluster, progress)
     swarm.prune_files(client, cluster.stack, {f.object_name(cluster.stack) for f in files.values()})
     return UpResult(
-        url=spec.cluster.url,
+        url=cluster.shop_info()["shop_url"],
         seconds=time.monotonic() - started,
         admin_password_file=str(cluster.secrets.path("pretix_admin_password")),
         api_token_file=str(cluster.secrets.path(API_TOKEN_FILE)),
@@ -75,21 +80,31 @@ def migrate(cluster: Cluster, progress: Progress) -> None:
 
 
 def setup_demo_shop(cluster: Cluster, progress: Progress) -> None:
+    """Organizer, live event, limited quota, manual payment, API token; changes nothing twice."""
     progress("setting up the demo shop")
     spec = cluster.spec
     params = ShopSetupParams(
-        organizer=spec.shop.organizer,
-        event=spec.shop.event,
-        quota_size=spec.shop.quota,
-        currency=spec.shop.currency,
         admin_password=cluster.secrets.get("pretix_admin_password"),
-        existing_api_token=cluster.api_token(),
+        quota_size=spec.shop.quota,
+        organizer_slug=spec.shop.organizer,
+        event_slug=spec.shop.event,
+        currency=spec.shop.currency,
     )
-
-    def exec_fn(command: list[str], stdin: str) -> tuple[int, str]:
-        return swarm.exec_in_service(cluster.client, cluster.stack, "web", command, stdin)
-
-    result = run_shop_setup(exec_fn, params)
-    if not result.api_token:
-        raise UserError("The demo shop was set up but no API token came back; run `up` again.")
+    containers = swarm.running_containers(cluster.client, cluster.stack, "web")
+    if not containers:
+        raise UserError(f"No web container of {cluster.stack} is running; run `up` again.")
+    try:
+        result = run_shop_setup(docker_exec_fn(containers[0].id), params)
+    except ShopSetupError as exc:
+        raise UserError(f"Setting up the demo shop failed ({exc}); run `up` again.") from None
     cluster.secrets.write(API_TOKEN_FILE, result.api_token)
+    cluster.write_shop_info(
+        {
+            "organizer": result.organizer,
+            "event": result.event,
+            "item_id": result.item_id,
+            "quota_id": result.quota_id,
+            "quota_size": spec.shop.quota,
+            "shop_url": f"{spec.cluster.url}/{result.organizer}/{result.event}/",
+        }
+    )

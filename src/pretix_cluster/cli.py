@@ -26,7 +26,7 @@ app = typer.Typer(
     no_args_is_help=True,
     help="Run pretix as a highly available cluster on Docker Swarm.",
 )
-console = Console(stderr=True)
+console = Console(stderr=True, log_path=False)
 out = Console()
 
 SpecOption = Annotated[

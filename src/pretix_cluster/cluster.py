@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import docker
 
 from pretix_cluster import swarm
+from pretix_cluster.errors import UserError
 from pretix_cluster.images import build
 from pretix_cluster.render.configs import ClusterFile, render_files
 from pretix_cluster.render.stack import dump_stack, render_stack
@@ -16,6 +18,8 @@ from pretix_cluster.secrets import SecretStore
 from pretix_cluster.spec import ClusterSpec, load_spec
 
 API_TOKEN_FILE = "pretix_api_token"
+# Not secret: where the demo shop is (slugs, ids); read by tests and load tests.
+SHOP_INFO_FILE = "shop.json"
 
 
 @dataclass
@@ -55,6 +59,16 @@ class Cluster:
 
     def stack_yaml(self, images: build.ImageSet, files: dict[str, ClusterFile]) -> str:
         return dump_stack(render_stack(self.spec, images, files))
+
+    def shop_info(self) -> dict:
+        path = self.state_dir / SHOP_INFO_FILE
+        if not path.exists():
+            raise UserError(f"{path} is missing: the demo shop is not set up; run `up`.")
+        return json.loads(path.read_text())
+
+    def write_shop_info(self, info: dict) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        (self.state_dir / SHOP_INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
 
     def api_token(self) -> str | None:
         path = self.secrets.path(API_TOKEN_FILE)

@@ -142,8 +142,8 @@ class RedisSection(_Section):
 
 class HaproxySection(_Section):
     replicas: int = Field(2, ge=1, description="HAProxy replicas routing to the primary/master")
-    check_inter_ms: int = Field(2000, ge=200)
-    check_fall: int = Field(3, ge=1)
+    check_inter_ms: int = Field(1000, ge=200)
+    check_fall: int = Field(2, ge=1)
     check_rise: int = Field(2, ge=1)
     memory: MemorySize = "64M"
 

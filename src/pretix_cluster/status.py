@@ -21,6 +21,7 @@ PATRONI_CLUSTER_PROBE = (
     "import urllib.request;"
     "print(urllib.request.urlopen('http://127.0.0.1:{port}/cluster', timeout=5).read().decode())"
 )
+REDIS_PASSWORD_SECRET = "/run/secrets/redis_password"
 HAPROXY_STAT_COMMAND = [
     "sh",
     "-c",
@@ -133,6 +134,16 @@ def _redis(cluster: Cluster, status: Status) -> None:
         status.problems.append(
             f"Redis has {len(good)} healthy replicas, expected {spec.redis.nodes - 1}"
         )
+
+
+def _sentinel_command(port: str, *args: str) -> list[str]:
+    """Sentinels require the password: read inside the container, never on a command line."""
+    return [
+        "sh",
+        "-c",
+        f'REDISCLI_AUTH="$(cat {REDIS_PASSWORD_SECRET})" exec redis-cli -p {port} sentinel '
+        + " ".join(args),
+    ]
 
 
 def _pairs(lines: list[str]) -> dict[str, str]:

@@ -214,9 +214,15 @@ def wait_converged(
 
 def running_containers(client: docker.DockerClient, stack: str, short: str) -> list[Container]:
     service = f"{stack}_{short}"
-    return client.containers.list(
+    found = client.api.containers(
         filters={"label": f"com.docker.swarm.service.name={service}", "status": "running"}
     )
+    containers = []
+    for entry in found:
+        # A container can exit between the listing and the inspection.
+        with contextlib.suppress(docker.errors.NotFound):
+            containers.append(client.containers.get(entry["Id"]))
+    return containers
 
 
 def exec_in(
@@ -329,7 +335,8 @@ def _leftover_stack_objects(client: docker.DockerClient, stack: str) -> list[str
     label = {"label": f"{STACK_LABEL}={stack}"}
     names = [s.name for s in client.services.list(filters=label)]
     names += [n.name for n in client.networks.list(filters=label)]
-    names += [c.name for c in client.containers.list(all=True, filters=label)]
+    # The low-level call: the high-level one inspects each container, racing their removal.
+    names += [c["Id"] for c in client.api.containers(all=True, filters=label)]
     return names
 
 

@@ -78,9 +78,10 @@ def test_only_nginx_publishes_a_port(stack, spec):
     assert published["nginx"][0]["published"] == spec.nginx.port
 
 
-def test_backing_networks_are_internal(stack):
-    assert stack["networks"]["db"]["internal"]
-    assert stack["networks"]["cache"]["internal"]
+def test_backing_services_are_not_on_the_front_network(stack, spec):
+    for node in spec.pg_nodes + spec.etcd_members + spec.redis_nodes + spec.sentinel_nodes:
+        assert "front" not in stack["services"][node]["networks"]
+    assert stack["services"]["nginx"]["networks"] == ["front"]
 
 
 def test_web_rolls_start_first(stack):

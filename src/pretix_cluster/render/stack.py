@@ -5,7 +5,10 @@ Design choices that matter for availability:
   with their own volume and `dnsrr` endpoints: a dead task's name stops
   resolving at once instead of black-holing connections behind a VIP;
 - web and nginx update start-first, so a rolling update never drops requests;
-- backing services sit on internal overlay networks and publish nothing.
+- backing services sit on their own overlay networks and publish nothing. The
+  networks are deliberately not `internal`: there Docker's DNS forwards the name
+  of a stopped peer upstream with no route and each lookup hangs ~20 s, which
+  stalls Patroni, HAProxy and Sentinel exactly during a failover (measured).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ STACK_VERSION = "3.8"
 PRETIX_UID = "15371"
 POSTGRES_UID = "999"
 REDIS_UID = "998"
-HAPROXY_UID = "0"
+HAPROXY_UID = "997"
 MEDIA_MOUNT = "/data/media"
 ROLE_LABEL = "pretix-cluster.role"
 
@@ -45,8 +48,8 @@ def render_stack(spec: ClusterSpec, images: ImageSet, files: dict[str, ClusterFi
         "services": services,
         "networks": {
             # attachable: the tool's one-off jobs and the chaos suite join them.
-            "db": {"driver": "overlay", "internal": True, "attachable": True},
-            "cache": {"driver": "overlay", "internal": True, "attachable": True},
+            "db": {"driver": "overlay", "attachable": True},
+            "cache": {"driver": "overlay", "attachable": True},
             "front": {"driver": "overlay", "attachable": True},
         },
         "volumes": {name: {} for name in _volume_names(spec)},
@@ -138,7 +141,9 @@ def _etcd_services(spec: ClusterSpec, images: ImageSet) -> dict[str, Service]:
                 },
                 "volumes": [f"{member}-data:/var/lib/etcd"],
                 "networks": ["db"],
-                "healthcheck": _healthcheck(["CMD", "etcd-healthcheck"], start=60),
+                "healthcheck": _healthcheck(
+                    ["CMD", "/usr/local/bin/healthcheck.sh"], retries=6, start=60
+                ),
                 "deploy": _deploy("etcd", spec.etcd.memory),
             }
         )
@@ -163,7 +168,7 @@ def _postgres_services(spec: ClusterSpec, images: ImageSet) -> dict[str, Service
                     _secret("patroni.yml", POSTGRES_UID),
                     _secret("pg_pretix_password", POSTGRES_UID),
                 ],
-                "healthcheck": _healthcheck(["CMD", "pg-healthcheck"], start=120),
+                "healthcheck": _healthcheck(["CMD", "/usr/local/bin/healthcheck.sh"], start=60),
                 # Patroni demotes cleanly on SIGTERM; give it time before SIGKILL.
                 "stop_grace_period": "60s",
                 "deploy": _deploy("postgres", spec.postgres.memory),
@@ -207,6 +212,8 @@ def _redis_like(
             "networks": ["cache"],
             "secrets": [_secret("redis_password", REDIS_UID)],
             "healthcheck": _healthcheck(["CMD", "redis-healthcheck", role], start=30),
+            # Longer than redis' own shutdown-timeout (10 s), which waits for replicas.
+            "stop_grace_period": "20s",
             "deploy": _deploy(role, memory),
         }
     )
