@@ -114,7 +114,8 @@ def render(
     files = cluster.files()
     if create_secrets:
         swarm.ensure_files(cluster.client, cluster.stack, files)
-    out.print(cluster.stack_yaml(cluster.images(), files), end="", markup=False, highlight=False)
+    # Raw, not through rich: YAML must not be wrapped or highlighted.
+    sys.stdout.write(cluster.stack_yaml(cluster.images(), files))
 
 
 @app.command()

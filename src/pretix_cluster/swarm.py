@@ -80,7 +80,8 @@ def refuse_foreign_stack(client: docker.DockerClient, stack: str) -> None:
 def refuse_taken_port(client: docker.DockerClient, stack: str, port: int) -> None:
     """The shop port must be free, unless our own stack already publishes it."""
     for service in client.services.list():
-        ports = service.attrs.get("Endpoint", {}).get("Ports", []) or []
+        # Host-mode ports are only in the spec; ingress ones in both places.
+        ports = service.attrs["Spec"].get("EndpointSpec", {}).get("Ports", []) or []
         if any(p.get("PublishedPort") == port for p in ports):
             if service.attrs["Spec"].get("Labels", {}).get(STACK_LABEL) == stack:
                 return

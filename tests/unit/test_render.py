@@ -112,3 +112,11 @@ def test_pretix_never_points_at_a_single_backend_node(files, spec):
     cfg = files["pretix.cfg"].content
     for node in spec.pg_nodes + spec.redis_nodes:
         assert node not in cfg
+
+
+def test_no_service_depends_on_ipvs(stack):
+    # VIPs and the ingress mesh need the kernel's IPVS, missing on some hosts.
+    for name, service in stack["services"].items():
+        assert service["deploy"]["endpoint_mode"] == "dnsrr", name
+        for port in service.get("ports", []):
+            assert port["mode"] == "host", name

@@ -138,4 +138,6 @@ def nginx_context(spec: ClusterSpec) -> dict[str, object]:
         "listen_port": spec.ports.nginx,
         "keepalive": spec.nginx.upstream_keepalive,
         "client_max_body_size": "20m",
+        # web has no VIP (see render/stack.py): nginx must follow task IPs via DNS.
+        "upstream_resolve": True,
     }

@@ -1,9 +1,14 @@
 """The Swarm stack file, built as a Python structure from the spec.
 
 Design choices that matter for availability:
+- every service uses `dnsrr` endpoints and nginx publishes in `host` mode: no
+  IPVS. Swarm's VIPs and ingress mesh need the kernel's IPVS, which is missing on
+  some hosts (this kind of machine: "Could not get ipvs family information",
+  every VIP connect fails with EHOSTUNREACH). DNS round robin works everywhere,
+  a dead task's name stops resolving at once, and host-mode publishing keeps
+  the buyer's real address for pretix;
 - stateful singletons (PostgreSQL, etcd, Redis, Sentinel) are one service each
-  with their own volume and `dnsrr` endpoints: a dead task's name stops
-  resolving at once instead of black-holing connections behind a VIP;
+  with their own volume and a stable name;
 - web and nginx update start-first, so a rolling update never drops requests;
 - backing services sit on their own overlay networks and publish nothing. The
   networks are deliberately not `internal`: there Docker's DNS forwards the name
@@ -93,6 +98,7 @@ def _healthcheck(
 def _deploy(role: str, memory: str, replicas: int = 1, start_first: bool = False) -> dict[str, Any]:
     return {
         "mode": "replicated",
+        "endpoint_mode": "dnsrr",
         "replicas": replicas,
         "labels": {ROLE_LABEL: role},
         "restart_policy": {"condition": "any", "delay": "2s", "window": "30s"},
@@ -101,7 +107,8 @@ def _deploy(role: str, memory: str, replicas: int = 1, start_first: bool = False
             "parallelism": 1,
             "delay": "5s",
             "order": "start-first" if start_first else "stop-first",
-            "failure_action": "rollback",
+            # Rolling a stateful singleton back and forth only adds restarts.
+            "failure_action": "rollback" if start_first else "continue",
         },
         "resources": {"limits": {"memory": memory}},
     }
@@ -109,11 +116,6 @@ def _deploy(role: str, memory: str, replicas: int = 1, start_first: bool = False
 
 def _secret(name: str, uid: str, mode: int = 0o400) -> dict:
     return {"source": name, "target": name, "uid": uid, "gid": uid, "mode": mode}
-
-
-def _singleton(service: Service) -> Service:
-    service["deploy"]["endpoint_mode"] = "dnsrr"
-    return service
 
 
 # --- services --------------------------------------------------------------
@@ -124,56 +126,52 @@ def _etcd_services(spec: ClusterSpec, images: ImageSet) -> dict[str, Service]:
     initial_cluster = ",".join(f"{m}=http://{m}:{peer}" for m in spec.etcd_members)
     services = {}
     for member in spec.etcd_members:
-        services[member] = _singleton(
-            {
-                "image": images["etcd"],
-                "hostname": member,
-                "environment": {
-                    "ETCD_NAME": member,
-                    "ETCD_DATA_DIR": "/var/lib/etcd/data",
-                    "ETCD_INITIAL_CLUSTER": initial_cluster,
-                    "ETCD_INITIAL_CLUSTER_TOKEN": spec.stack,
-                    "ETCD_INITIAL_CLUSTER_STATE": "new",
-                    "ETCD_INITIAL_ADVERTISE_PEER_URLS": f"http://{member}:{peer}",
-                    "ETCD_ADVERTISE_CLIENT_URLS": f"http://{member}:{client}",
-                    "ETCD_LISTEN_PEER_URLS": f"http://0.0.0.0:{peer}",
-                    "ETCD_LISTEN_CLIENT_URLS": f"http://0.0.0.0:{client}",
-                },
-                "volumes": [f"{member}-data:/var/lib/etcd"],
-                "networks": ["db"],
-                "healthcheck": _healthcheck(
-                    ["CMD", "/usr/local/bin/healthcheck.sh"], retries=6, start=60
-                ),
-                "deploy": _deploy("etcd", spec.etcd.memory),
-            }
-        )
+        services[member] = {
+            "image": images["etcd"],
+            "hostname": member,
+            "environment": {
+                "ETCD_NAME": member,
+                "ETCD_DATA_DIR": "/var/lib/etcd/data",
+                "ETCD_INITIAL_CLUSTER": initial_cluster,
+                "ETCD_INITIAL_CLUSTER_TOKEN": spec.stack,
+                "ETCD_INITIAL_CLUSTER_STATE": "new",
+                "ETCD_INITIAL_ADVERTISE_PEER_URLS": f"http://{member}:{peer}",
+                "ETCD_ADVERTISE_CLIENT_URLS": f"http://{member}:{client}",
+                "ETCD_LISTEN_PEER_URLS": f"http://0.0.0.0:{peer}",
+                "ETCD_LISTEN_CLIENT_URLS": f"http://0.0.0.0:{client}",
+            },
+            "volumes": [f"{member}-data:/var/lib/etcd"],
+            "networks": ["db"],
+            "healthcheck": _healthcheck(
+                ["CMD", "/usr/local/bin/healthcheck.sh"], retries=6, start=60
+            ),
+            "deploy": _deploy("etcd", spec.etcd.memory),
+        }
     return services
 
 
 def _postgres_services(spec: ClusterSpec, images: ImageSet) -> dict[str, Service]:
     services = {}
     for node in spec.pg_nodes:
-        services[node] = _singleton(
-            {
-                "image": images["postgres"],
-                "hostname": node,
-                "environment": {
-                    "PATRONI_NAME": node,
-                    "PATRONI_RESTAPI_CONNECT_ADDRESS": f"{node}:{spec.ports.patroni}",
-                    "PATRONI_POSTGRESQL_CONNECT_ADDRESS": f"{node}:{spec.ports.postgres}",
-                },
-                "volumes": [f"{node}-data:/var/lib/postgresql/data"],
-                "networks": ["db"],
-                "secrets": [
-                    _secret("patroni.yml", POSTGRES_UID),
-                    _secret("pg_pretix_password", POSTGRES_UID),
-                ],
-                "healthcheck": _healthcheck(["CMD", "/usr/local/bin/healthcheck.sh"], start=60),
-                # Patroni demotes cleanly on SIGTERM; give it time before SIGKILL.
-                "stop_grace_period": "60s",
-                "deploy": _deploy("postgres", spec.postgres.memory),
-            }
-        )
+        services[node] = {
+            "image": images["postgres"],
+            "hostname": node,
+            "environment": {
+                "PATRONI_NAME": node,
+                "PATRONI_RESTAPI_CONNECT_ADDRESS": f"{node}:{spec.ports.patroni}",
+                "PATRONI_POSTGRESQL_CONNECT_ADDRESS": f"{node}:{spec.ports.postgres}",
+            },
+            "volumes": [f"{node}-data:/var/lib/postgresql/data"],
+            "networks": ["db"],
+            "secrets": [
+                _secret("patroni.yml", POSTGRES_UID),
+                _secret("pg_pretix_password", POSTGRES_UID),
+            ],
+            "healthcheck": _healthcheck(["CMD", "/usr/local/bin/healthcheck.sh"], start=60),
+            # Patroni demotes cleanly on SIGTERM; give it time before SIGKILL.
+            "stop_grace_period": "60s",
+            "deploy": _deploy("postgres", spec.postgres.memory),
+        }
     return services
 
 
@@ -202,21 +200,19 @@ def _redis_like(
     spec: ClusterSpec, images: ImageSet, node: str, role: str, env: dict[str, str]
 ) -> Service:
     memory = spec.redis.memory
-    return _singleton(
-        {
-            "image": images["redis"],
-            "hostname": node,
-            "command": [role],
-            "environment": env,
-            "volumes": [f"{node}-data:/data"],
-            "networks": ["cache"],
-            "secrets": [_secret("redis_password", REDIS_UID)],
-            "healthcheck": _healthcheck(["CMD", "redis-healthcheck", role], start=30),
-            # Longer than redis' own shutdown-timeout (10 s), which waits for replicas.
-            "stop_grace_period": "20s",
-            "deploy": _deploy(role, memory),
-        }
-    )
+    return {
+        "image": images["redis"],
+        "hostname": node,
+        "command": [role],
+        "environment": env,
+        "volumes": [f"{node}-data:/data"],
+        "networks": ["cache"],
+        "secrets": [_secret("redis_password", REDIS_UID)],
+        "healthcheck": _healthcheck(["CMD", "redis-healthcheck", role], start=30),
+        # Longer than redis' own shutdown-timeout (10 s), which waits for replicas.
+        "stop_grace_period": "20s",
+        "deploy": _deploy(role, memory),
+    }
 
 
 def _haproxy_service(spec: ClusterSpec, images: ImageSet) -> Service:
@@ -283,7 +279,8 @@ def _nginx_service(spec: ClusterSpec, images: ImageSet) -> Service:
                 "target": spec.ports.nginx,
                 "published": spec.nginx.port,
                 "protocol": "tcp",
-                "mode": "ingress",
+                # host mode: no IPVS needed, and pretix sees the buyer's address.
+                "mode": "host",
             }
         ],
         "volumes": [f"media:{MEDIA_MOUNT}:ro"],

@@ -1,12 +1,13 @@
 #!/bin/bash
-# Container healthcheck: this member's HTTP server answers GET /version.
+# Container healthcheck: this member's peer server answers GET /version.
 #
-# Deliberately NOT `etcdctl endpoint health` (a quorum read): in Swarm a task
-# only becomes resolvable by its peers once it is healthy, so a check that
-# needs quorum deadlocks a fresh cluster (no member healthy -> no peer can
-# resolve another -> no quorum), and Swarm would keep killing members that
-# merely wait for their peers. Quorum is reported by `pretix-cluster status`.
+# Deliberately no quorum and not the client port: in Swarm a task becomes
+# resolvable by its peers only once it is healthy, and etcd serves clients
+# only after it has joined a cluster. A check that needs either deadlocks a
+# fresh cluster (no member healthy -> no peer can resolve another -> no
+# quorum) and Swarm would keep killing members that merely wait for peers.
+# The peer server runs from the start; quorum is shown by `pretix-cluster status`.
 set -euo pipefail
-exec 3<>"/dev/tcp/127.0.0.1/${ETCD_CLIENT_PORT:-2379}"
+exec 3<>"/dev/tcp/127.0.0.1/${ETCD_PEER_PORT:-2380}"
 printf 'GET /version HTTP/1.0\r\nHost: localhost\r\n\r\n' >&3
 timeout 4 grep -q '"etcdserver"' <&3
