@@ -105,12 +105,8 @@ def _redis(cluster: Cluster, status: Status) -> None:
     spec = cluster.spec
     name = spec.redis.master_name
     port = str(spec.ports.sentinel)
-    master = _exec_first(
-        cluster, spec.sentinel_nodes, ["redis-cli", "-p", port, "sentinel", "master", name]
-    )
-    replicas = _exec_first(
-        cluster, spec.sentinel_nodes, ["redis-cli", "-p", port, "sentinel", "replicas", name]
-    )
+    master = _exec_first(cluster, spec.sentinel_nodes, _sentinel_command(port, "master", name))
+    replicas = _exec_first(cluster, spec.sentinel_nodes, _sentinel_command(port, "replicas", name))
     if master is None or replicas is None:
         status.problems.append("no Sentinel answers")
         return

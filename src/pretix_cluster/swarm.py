@@ -25,6 +25,7 @@ from pretix_cluster.render.stack import ROLE_LABEL
 
 STACK_LABEL = "com.docker.stack.namespace"
 OWNER_LABEL = "pretix-cluster.stack"
+UNSETTLED_UPDATES = ("updating", "rollback_started", "paused", "rollback_paused")
 
 Progress = Callable[[str], None]
 
@@ -153,10 +154,12 @@ class ServiceState:
     desired: int
     running: int
     last_error: str
+    update_state: str = ""
 
     @property
     def healthy(self) -> bool:
-        return self.running >= self.desired
+        # An update in flight still counts old tasks as running: not converged yet.
+        return self.running >= self.desired and self.update_state not in UNSETTLED_UPDATES
 
 
 def service_states(client: docker.DockerClient, stack: str) -> list[ServiceState]:
@@ -167,7 +170,8 @@ def service_states(client: docker.DockerClient, stack: str) -> list[ServiceState
         tasks = service.tasks(filters={"desired-state": "running"})
         # Swarm reports a task 'running' only once its healthcheck has passed.
         running = sum(1 for t in tasks if t["Status"]["State"] == "running")
-        errors = [t["Status"].get("Err", "") for t in service.tasks() if t["Status"].get("Err")]
+        # Only errors of tasks that should run now: old failures are history, not state.
+        errors = [t["Status"].get("Err", "") for t in tasks if t["Status"].get("Err")]
         states.append(
             ServiceState(
                 service.name,
@@ -175,6 +179,7 @@ def service_states(client: docker.DockerClient, stack: str) -> list[ServiceState
                 desired,
                 running,
                 errors[-1] if errors else "",
+                (service.attrs.get("UpdateStatus") or {}).get("State", ""),
             )
         )
     return sorted(states, key=lambda s: s.name)

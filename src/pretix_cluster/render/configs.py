@@ -134,6 +134,8 @@ def haproxy_context(spec: ClusterSpec, values: dict[str, str]) -> dict[str, obje
 def nginx_context(spec: ClusterSpec) -> dict[str, object]:
     return {
         "server_name": spec.shop_host,
+        # Host with the port: Django's CSRF origin check compares it with Origin.
+        "proxy_host": spec.shop_netloc,
         "upstream": f"web:{spec.ports.web}",
         "listen_port": spec.ports.nginx,
         "keepalive": spec.nginx.upstream_keepalive,

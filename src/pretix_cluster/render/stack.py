@@ -286,5 +286,7 @@ def _nginx_service(spec: ClusterSpec, images: ImageSet) -> Service:
         "volumes": [f"media:{MEDIA_MOUNT}:ro"],
         "configs": [{"source": "nginx.conf", "target": "/etc/nginx/nginx.conf", "mode": 0o444}],
         "healthcheck": _healthcheck(["CMD", "nginx-healthcheck"], start=10),
-        "deploy": _deploy("nginx", spec.nginx.memory, spec.nginx.replicas, start_first=True),
+        # stop-first: a host-mode port cannot be bound twice on one node, so a
+        # start-first update would wait forever for a free node.
+        "deploy": _deploy("nginx", spec.nginx.memory, spec.nginx.replicas),
     }
