@@ -26,8 +26,8 @@ app = typer.Typer(
     no_args_is_help=True,
     help="Run pretix as a highly available cluster on Docker Swarm.",
 )
-console = Console(stderr=True, log_path=False)
-out = Console()
+console = Console(stderr=True, log_path=False, soft_wrap=True)
+out = Console(soft_wrap=True)
 
 SpecOption = Annotated[
     Path, typer.Option("--spec", "-f", help="the cluster spec", envvar="PRETIX_CLUSTER_SPEC")

@@ -177,6 +177,11 @@ class Ports(_Section):
     nginx: int = 8080
 
 
+def _numbered(prefix: str, count: int) -> list[str]:
+    """Stable names (pg-1, pg-2, ...): a node keeps its name, volume and DNS entry."""
+    return [f"{prefix}-{i}" for i in range(1, count + 1)]
+
+
 class ClusterSpec(_Section):
     cluster: ClusterSection = ClusterSection()
     nginx: NginxSection = NginxSection()
@@ -199,19 +204,19 @@ class ClusterSpec(_Section):
 
     @property
     def pg_nodes(self) -> list[str]:
-        return [f"pg-{i}" for i in range(1, self.postgres.nodes + 1)]
+        return _numbered("pg", self.postgres.nodes)
 
     @property
     def etcd_members(self) -> list[str]:
-        return [f"etcd-{i}" for i in range(1, self.etcd.members + 1)]
+        return _numbered("etcd", self.etcd.members)
 
     @property
     def redis_nodes(self) -> list[str]:
-        return [f"redis-{i}" for i in range(1, self.redis.nodes + 1)]
+        return _numbered("redis", self.redis.nodes)
 
     @property
     def sentinel_nodes(self) -> list[str]:
-        return [f"sentinel-{i}" for i in range(1, self.redis.sentinels + 1)]
+        return _numbered("sentinel", self.redis.sentinels)
 
     @property
     def shop_host(self) -> str:

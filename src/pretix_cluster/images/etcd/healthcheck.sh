@@ -9,5 +9,6 @@
 # The peer server runs from the start; quorum is shown by `pretix-cluster status`.
 set -euo pipefail
 exec 3<>"/dev/tcp/127.0.0.1/${ETCD_PEER_PORT:-2380}"
-printf 'GET /version HTTP/1.0\r\nHost: localhost\r\n\r\n' >&3
+# Connection: close, or etcd keeps the socket open and grep waits for EOF.
+printf 'GET /version HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n' >&3
 timeout 4 grep -q '"etcdserver"' <&3

@@ -1,0 +1,22 @@
+"""`pretix-cluster loadtest`: the real purchase flow under load, and what it proves.
+
+Modules, one concern each:
+
+- ``config``      the run's parameters, shared by the orchestrator and the Locust processes
+- ``pretixapi``   the few REST calls a run needs (run event, orders, quota availability)
+- ``busy``        which failures are "busy" (retried with bounded backoff) and which are final
+- ``flows``       one purchase: the shop flow (browser-like) and the REST API flow
+- ``ledger``      what the buyers saw, one JSON line per purchase attempt
+- ``shapes``      load shapes: purchases/min targets -> concurrent buyers over time
+- ``locustfile``  the Locust users and shape (runs in the Locust processes only)
+- ``cpu``         CPU of the load generator vs CPU of the cluster's containers
+- ``accounting``  the database vs the ledger: lost, phantom, duplicate orders, oversold quota
+- ``svgplot``     small dependency-free SVG charts for the HTML report
+- ``report``      the JSON summary and the HTML report
+- ``runner``      orchestration: prepare, run Locust (headless or --ui), measure, account, report
+- ``cli``         the Typer command
+
+Only ``locustfile`` imports Locust (and thereby gevent's monkey-patching); the
+orchestrator stays a plain process so its own work never blurs the generator's
+CPU figures.
+"""

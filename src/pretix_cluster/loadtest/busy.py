@@ -1,0 +1,110 @@
+"""Which failures are "busy" and retried, which are final, and how long to back off.
+
+pretix says "busy" in three ways: HTTP 409 with ``Retry-After: 5`` from the REST
+API on a lock timeout; its async tasks (cart add, order placement) finishing
+with "...the server was too busy. Please try again."; and the proxy in front
+answering 429/503. A browser user would press the button again, so the buyer
+retries those, with bounded exponential backoff (jittered, honouring
+Retry-After), and counts every retry. Everything else is classified into a
+short *kind* for the report; a purchase fails only when a step finally fails.
+
+Retrying a POST is safe only when the server certainly did not act on it: a
+busy answer, or a connection that was never established. A timeout or a 502
+on the order placement might have created the order, so it is final (and the
+accounting then explains the resulting "unacknowledged" order).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import re
+
+from pretix_cluster.loadtest.config import RetryPolicy
+from pretix_cluster.shopclient import ShopError, SoldOutError
+
+BUSY_STATUSES = frozenset({409, 429, 503})
+GATEWAY_STATUSES = frozenset({502, 504})
+_BUSY_TEXT = re.compile(r"too busy|try again later|server is overloaded", re.I)
+_CONNECT_ERRORS = ("ConnectError", "ConnectTimeout", "PoolTimeout")
+_READ_ERRORS = ("ReadTimeout", "WriteTimeout", "ReadError", "WriteError", "RemoteProtocolError")
+
+
+@dataclasses.dataclass(frozen=True)
+class Verdict:
+    kind: str  # short and stable: it names a failure class in the report
+    busy: bool  # a "busy" answer: retried and counted as a retry
+    retryable: bool  # may be retried for this step at all
+
+
+def classify_shop_error(err: ShopError, *, idempotent: bool) -> Verdict:
+    """Kind of a failed shop step; ``idempotent`` for GETs and re-submittable forms."""
+    if isinstance(err, SoldOutError):
+        return Verdict("sold_out", busy=False, retryable=False)
+    text = err.message or ""
+    if err.status in BUSY_STATUSES:
+        return Verdict(f"busy_http_{err.status}", busy=True, retryable=True)
+    if _BUSY_TEXT.search(text):
+        return Verdict("busy_task", busy=True, retryable=True)
+    if text.startswith(_CONNECT_ERRORS):
+        return Verdict("connect_error", busy=False, retryable=True)
+    if text.startswith(_READ_ERRORS):
+        return Verdict("timeout", busy=False, retryable=idempotent)
+    if "async task not ready" in text:
+        return Verdict("task_timeout", busy=False, retryable=False)
+    if err.status in GATEWAY_STATUSES:
+        return Verdict(f"gateway_{err.status}", busy=False, retryable=idempotent)
+    if err.status is not None and err.status >= 500:
+        return Verdict(f"http_{err.status}", busy=False, retryable=idempotent)
+    if err.status is not None:
+        return Verdict(f"http_{err.status}", busy=False, retryable=False)
+    return Verdict(f"{err.step}_error", busy=False, retryable=False)
+
+
+def classify_api_answer(status: int | None, text: str, exc_name: str | None = None) -> Verdict:
+    """Kind of a failed ``POST /orders/``. With an idempotency key every retry is safe."""
+    if exc_name is not None:
+        if exc_name in _CONNECT_ERRORS:
+            return Verdict("connect_error", busy=False, retryable=True)
+        return Verdict("timeout", busy=False, retryable=True)
+    assert status is not None
+    if status in BUSY_STATUSES or _BUSY_TEXT.search(text or ""):
+        return Verdict(f"busy_http_{status}", busy=True, retryable=True)
+    if status == 400 and "quota" in (text or "").lower():
+        return Verdict("sold_out", busy=False, retryable=False)
+    if status in GATEWAY_STATUSES or status >= 500:
+        return Verdict(f"http_{status}", busy=False, retryable=True)
+    return Verdict(f"http_{status}", busy=False, retryable=False)
+
+
+class Backoff:
+    """Exponential backoff with full jitter, bounded per step and per purchase."""
+
+    def __init__(self, policy: RetryPolicy, rng: random.Random | None = None):
+        self.policy = policy
+        self.rng = rng or random.Random()
+        self.spent = 0.0
+
+    def delay(self, try_number: int, retry_after: float | None) -> float | None:
+        """Seconds to wait before try ``try_number + 1`` (1-based), or None when out of budget."""
+        p = self.policy
+        if try_number >= p.max_tries:
+            return None
+        ceiling = min(p.cap_s, p.base_s * 2 ** (try_number - 1))
+        wait = self.rng.uniform(ceiling / 2, ceiling)
+        if retry_after is not None:
+            wait = max(wait, min(retry_after, p.cap_s))
+        if self.spent + wait > p.budget_s:
+            return None
+        self.spent += wait
+        return wait
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds from a ``Retry-After`` header (the delta-seconds form pretix uses)."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
