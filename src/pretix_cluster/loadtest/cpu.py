@@ -13,7 +13,8 @@ The cluster's CPU comes from each container's cgroup CPU counter, the one
 the containers (cgroup v1 ``cpuacct.usage``, v2 ``cpu.stat usage_usec``; a
 file read instead of the daemon's one-second stats round trip), else through
 the Docker SDK (``container.stats(stream=False)``,
-``cpu_stats.cpu_usage.total_usage``), sampled before, during and after the run. A container that appears during the run counts from zero; one that
+``cpu_stats.cpu_usage.total_usage``), sampled before, during and after the
+run. A container that appears during the run counts from zero; one that
 disappears keeps its last sample. Containers are grouped by service (``web``,
 ``pg-1``...) and by component (``pg-1`` -> ``pg``).
 """

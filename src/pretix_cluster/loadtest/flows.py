@@ -286,6 +286,7 @@ class ShopFlow:
             poll_timeout=cfg.poll_timeout_s,
             client=self.client,
         )
+
         # Ugly but browser-true: after a refused submit, reload the page the form was on.
         def reload_current() -> None:
             s._get_page(s.current_checkout_step() or "reload", s.page_url or s.event_url)
@@ -320,9 +321,7 @@ class ShopFlow:
                     t0 = time.perf_counter()
                     asset_errors = self._fetch_assets(s)
                     att.steps[STEP_ASSETS] = time.perf_counter() - t0
-            return att.finish(
-                "completed", code=s.order_code, asset_errors=asset_errors
-            )
+            return att.finish("completed", code=s.order_code, asset_errors=asset_errors)
         except StepFailed as f:
             hint = _order_code(s.next_url) if f.step == shopclient.STEP_ORDER_PAGE else None
             return att.finish(
@@ -336,7 +335,9 @@ class ShopFlow:
         except Exception as e:  # a bug in the buyer, not a verdict on the shop
             return att.finish("failed", kind="client_bug", message=repr(e)[:300])
         except BaseException as e:  # GreenletExit when Locust stops a buyer mid-purchase
-            self.interrupted = att.finish("interrupted", kind="interrupted", message=type(e).__name__)
+            self.interrupted = att.finish(
+                "interrupted", kind="interrupted", message=type(e).__name__
+            )
             raise
 
     def _run_step(
@@ -446,5 +447,7 @@ class ApiFlow:
         except Exception as e:
             return att.finish("failed", kind="client_bug", message=repr(e)[:300])
         except BaseException as e:
-            self.interrupted = att.finish("interrupted", kind="interrupted", message=type(e).__name__)
+            self.interrupted = att.finish(
+                "interrupted", kind="interrupted", message=type(e).__name__
+            )
             raise

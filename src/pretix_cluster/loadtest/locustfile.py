@@ -21,8 +21,11 @@ The buyers also append every attempt to the run's ledger (:mod:`ledger`).
 from __future__ import annotations
 
 import logging
+import time
+from pathlib import Path
 
 from locust import LoadTestShape, User, constant_pacing, events, task
+from locust.runners import WorkerRunner
 
 from pretix_cluster.loadtest import flows
 from pretix_cluster.loadtest.config import CONFIG_ENV, config_from_env
@@ -109,6 +112,14 @@ class PlanShape(LoadTestShape):
 
     def tick(self) -> tuple[int, float] | None:
         return PLAN.tick(self.get_run_time())
+
+
+@events.test_start.add_listener
+def _mark_start(environment, **_kw) -> None:
+    """t=0 of the shape, for the report's phase windows (written once, by the master)."""
+    if not isinstance(environment.runner, WorkerRunner):
+        Path(CONFIG.ledger_dir).mkdir(parents=True, exist_ok=True)
+        (Path(CONFIG.ledger_dir) / "test_start").write_text(f"{time.time():.3f}\n")
 
 
 @events.quitting.add_listener
