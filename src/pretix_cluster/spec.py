@@ -19,6 +19,7 @@ from pretix_cluster.errors import UserError
 DEFAULT_SPEC_FILE = "cluster.toml"
 
 MemorySize = Annotated[str, Field(pattern=r"^[0-9]+[MG]$")]
+MEMORY_HELP = "memory limit per container; above it the kernel kills it and Swarm restarts it"
 
 
 class _Section(BaseModel):
@@ -57,28 +58,27 @@ class NginxSection(_Section):
     port: int = Field(
         8080, ge=1, le=65535, description="the only published port: the shop, on every node"
     )
-    upstream_keepalive: int = Field(32, ge=0, description="idle keep-alive connections to web")
-    memory: MemorySize = "64M"
+    memory: MemorySize = Field("64M", description=MEMORY_HELP)
 
 
 class WebSection(_Section):
     replicas: int = Field(2, ge=1, description="gunicorn containers behind nginx")
     gunicorn_workers: int = Field(2, ge=1, description="processes per web replica")
     gunicorn_threads: int = Field(1, ge=1)
-    memory: MemorySize = "640M"
+    memory: MemorySize = Field("768M", description=MEMORY_HELP)
 
 
 class WorkerSection(_Section):
     replicas: int = Field(2, ge=1, description="celery containers (checkout, mail, ...)")
     concurrency: int = Field(2, ge=1, description="celery processes per worker replica")
-    memory: MemorySize = "512M"
+    memory: MemorySize = Field("768M", description=MEMORY_HELP)
 
 
 class CronSection(_Section):
     interval_seconds: int = Field(
         300, ge=60, le=3600, description="pause between two `runperiodic` runs (one runner only)"
     )
-    memory: MemorySize = "320M"
+    memory: MemorySize = Field("320M", description=MEMORY_HELP)
 
 
 class PostgresSection(_Section):
@@ -92,7 +92,7 @@ class PostgresSection(_Section):
     maximum_lag_on_failover: int = Field(1048576, ge=0)
     max_connections: int = Field(200, ge=20)
     shared_buffers: str = "128MB"
-    memory: MemorySize = "384M"
+    memory: MemorySize = Field("384M", description=MEMORY_HELP)
 
     @model_validator(mode="after")
     def _patroni_timing_rule(self) -> PostgresSection:
@@ -107,7 +107,7 @@ class PostgresSection(_Section):
 
 class EtcdSection(_Section):
     members: int = Field(3, ge=3, le=9, description="etcd members (odd) holding Patroni's state")
-    memory: MemorySize = "128M"
+    memory: MemorySize = Field("128M", description=MEMORY_HELP)
 
     @field_validator("members")
     @classmethod
@@ -124,7 +124,7 @@ class RedisSection(_Section):
     master_name: str = Field("mymaster", pattern=r"^[a-z][a-z0-9]*$")
     down_after_ms: int = Field(5000, ge=1000)
     failover_timeout_ms: int = Field(30000, ge=5000)
-    memory: MemorySize = "128M"
+    memory: MemorySize = Field("128M", description=MEMORY_HELP)
 
     @model_validator(mode="after")
     def _sentinel_majority(self) -> RedisSection:
@@ -145,7 +145,7 @@ class HaproxySection(_Section):
     check_inter_ms: int = Field(1000, ge=200)
     check_fall: int = Field(2, ge=1)
     check_rise: int = Field(2, ge=1)
-    memory: MemorySize = "64M"
+    memory: MemorySize = Field("64M", description=MEMORY_HELP)
 
 
 class ShopSection(_Section):

@@ -38,6 +38,7 @@ if CONFIG is None:
 PLAN = Plan.from_dict(CONFIG.plan)
 LEDGER = LedgerWriter(CONFIG.ledger_dir)
 log = logging.getLogger("pretix_cluster.loadtest")
+logging.getLogger("httpx").setLevel(logging.WARNING)  # a log line per request costs CPU
 
 
 class Failure(Exception):

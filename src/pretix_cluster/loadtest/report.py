@@ -23,6 +23,7 @@ from typing import Any
 
 from pretix_cluster.loadtest import svgplot
 from pretix_cluster.loadtest.accounting import summary_lines
+from pretix_cluster.loadtest.ledger import read_ledger
 from pretix_cluster.loadtest.shapes import Plan
 from pretix_cluster.shopclient import STEPS
 
@@ -184,6 +185,14 @@ def build_summary(
             k: round(v, 2) for k, v in cpu.get("cluster_by_service", {}).items()
         },
         "host_busy_cpu_s": round(cpu.get("host_busy_s", 0.0), 2),
+        # the machine's CPU used by neither the cluster nor the generator: other work
+        "host_other_cpu_s": round(
+            cpu.get("host_busy_s", 0.0)
+            - sum(cluster.values())
+            - cpu["generator_cpu_s"]
+            - cpu.get("orchestrator_cpu_s", 0.0),
+            2,
+        ),
         "host_cores": cpu.get("host_cores"),
         "orchestrator_cpu_s": round(cpu.get("orchestrator_cpu_s", 0.0), 2),
         "containers_seen": cpu.get("containers"),
@@ -569,6 +578,29 @@ locust_failures.csv, locust.html, locust.log.</p>
 """
 
 
-def write_outputs(out: Path, summary: dict[str, Any], html: str) -> None:
+def write_outputs(
+    out: Path, summary: dict[str, Any], html: str, samples: dict[str, Any] | None = None
+) -> None:
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     (out / "report.html").write_text(html)
+    if samples is not None:
+        (out / "samples.json").write_text(json.dumps(samples) + "\n")
+
+
+def rebuild_html(out: Path) -> Path:
+    """Re-render report.html from a results folder (summary, samples, ledger, Locust CSV)."""
+    summary = json.loads((out / "summary.json").read_text())
+    samples = json.loads((out / "samples.json").read_text())
+    plan_data = {k: v for k, v in summary["plan"].items() if k != "model"}
+    html = render_html(
+        summary,
+        Plan.from_dict(plan_data),
+        load_records(read_ledger(out / "ledger")),
+        samples["t_start"],
+        samples["t_end"],
+        read_csv(out / "locust_stats_history.csv"),
+        [(t, d) for t, d in samples["cluster"]],
+        [(t, v) for t, v in samples["generator"]],
+    )
+    (out / "report.html").write_text(html)
+    return out / "report.html"

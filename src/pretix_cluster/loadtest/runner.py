@@ -170,31 +170,32 @@ class Progress:
         phase = next((p for p in self.plan.phases if elapsed < p.end_s), self.plan.phases[-1])
         window = min(60.0, max(elapsed, 1.0))
         p95 = report.percentile([s for _, s in self.done], 95)
-        t = Table(show_header=True, header_style="bold", box=None)
-        for col in (
-            "elapsed",
+        t = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
+        cols = (
+            "time",
             "phase",
             "buyers",
-            "completed",
-            "/min (60 s)",
+            "done",
+            "/min",
             "p95 s",
             "failed",
             "retries",
-            "CPU gen/cluster",
-        ):
-            t.add_column(col, justify="right")
+            "CPU gen|cl",
+        )
+        for col in cols:
+            t.add_column(col, justify="right", no_wrap=True)
         fails = sum(self.failed.values())
-        top = ", ".join(f"{k} {v}" for k, v in self.failed.most_common(2))
+        top = ",".join(f"{k[:12]} {v}" for k, v in self.failed.most_common(2))
         t.add_row(
-            f"{elapsed:5.0f}/{self.plan.duration_s:.0f}s",
-            f"{phase.name} ({phase.rate_per_min:g}/min)",
+            f"{elapsed:.0f}/{self.plan.duration_s:.0f}s",
+            phase.name,
             str(self.users),
             str(self.completed),
             f"{len(self.done) / window * 60:.0f}",
-            "-" if p95 is None else f"{p95:.2f}",
+            "-" if p95 is None else f"{p95:.1f}",
             f"{fails}" + (f" ({top})" if top else ""),
             str(self.retries),
-            f"{gen_cores:.2f}/{cluster_cores:.2f}",
+            f"{gen_cores:.2f}|{cluster_cores:.2f}",
         )
         return t
 
@@ -378,7 +379,13 @@ def run_loadtest(cluster: Cluster, opts: LoadOptions, console: Console | None = 
         cluster_cpu.samples,
         gen_samples,
     )
-    report.write_outputs(out, summary, html)
+    samples = {
+        "t_start": t_start,
+        "t_end": t_end,
+        "cluster": cluster_cpu.samples,
+        "generator": gen_samples,
+    }
+    report.write_outputs(out, summary, html, samples)
     return RunResult(summary=summary, out=out)
 
 

@@ -138,7 +138,6 @@ def nginx_context(spec: ClusterSpec) -> dict[str, object]:
         "proxy_host": spec.shop_netloc,
         "upstream": f"web:{spec.ports.web}",
         "listen_port": spec.ports.nginx,
-        "keepalive": spec.nginx.upstream_keepalive,
         "client_max_body_size": "20m",
         # web has no VIP (see render/stack.py): nginx must follow task IPs via DNS.
         "upstream_resolve": True,
