@@ -295,8 +295,20 @@ def run_job(
     try:
         return _wait_job(client, job_name, timeout, progress)
     finally:
+        _remove_job(client, job_name)
+
+
+def _remove_job(client: docker.DockerClient, job_name: str) -> None:
+    """Swarm leaves a job's exited containers behind, holding its networks: remove both."""
+    with contextlib.suppress(docker.errors.APIError):
+        client.services.get(job_name).remove()
+    _remove_exited(client, {"label": f"com.docker.swarm.service.name={job_name}"})
+
+
+def _remove_exited(client: docker.DockerClient, filters: dict) -> None:
+    for entry in client.api.containers(all=True, filters=filters | {"status": "exited"}):
         with contextlib.suppress(docker.errors.APIError):
-            client.services.get(job_name).remove()
+            client.api.remove_container(entry["Id"], v=False)
 
 
 def _wait_job(
@@ -329,11 +341,20 @@ def _service_logs(service: Service) -> str:
 def remove_stack(
     client: docker.DockerClient, stack: str, progress: Progress, timeout: float = 180
 ) -> None:
-    if stack_services(client, stack):
-        subprocess.run(["docker", "stack", "rm", stack], capture_output=True, check=False)
+    # One-off jobs (migrate) are not part of the stack file but belong to the stack.
+    for job in client.services.list(filters={"label": f"{OWNER_LABEL}={stack}"}):
+        _remove_job(client, job.name)
+    _remove_exited(client, {"label": f"{STACK_LABEL}={stack}"})
+    # Always: it also removes networks left by an interrupted earlier `down`.
+    subprocess.run(["docker", "stack", "rm", stack], capture_output=True, check=False)
     deadline = time.monotonic() + timeout
-    while _leftover_stack_objects(client, stack) and time.monotonic() < deadline:
-        progress(f"{stack}: waiting for services and networks to go")
+    while leftovers := _leftover_stack_objects(client, stack):
+        if time.monotonic() > deadline:
+            raise UserError(
+                f"{stack} still has {len(leftovers)} services, networks or containers after "
+                f"{int(timeout)} s; wait a moment and run `down` again."
+            )
+        progress(f"{stack}: waiting for services, networks and containers to go")
         time.sleep(2)
 
 
@@ -358,7 +379,7 @@ def _stack_volumes(client: docker.DockerClient, stack: str) -> Iterator:
     yield from client.volumes.list(filters={"label": f"{STACK_LABEL}={stack}"})
 
 
-def _remove_with_retry(remove: Callable[[], None], attempts: int = 10) -> None:
+def _remove_with_retry(remove: Callable[[], None], attempts: int = 30) -> None:
     # A container that just exited may hold a volume for a moment longer.
     for attempt in range(attempts):
         try:
@@ -366,7 +387,10 @@ def _remove_with_retry(remove: Callable[[], None], attempts: int = 10) -> None:
             return
         except docker.errors.NotFound:
             return
-        except docker.errors.APIError:
+        except docker.errors.APIError as exc:
             if attempt == attempts - 1:
-                raise
+                raise UserError(
+                    f"Could not remove a volume ({_short(exc)}); stop what uses it and run "
+                    "`down --purge` again."
+                ) from None
             time.sleep(2)

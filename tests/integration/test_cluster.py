@@ -133,3 +133,17 @@ def test_pretix_admin_default_password_is_replaced(cluster: Cluster):
         )
     assert page.status_code == 200
     assert response.status_code == 200  # the form again, with an error: no redirect inward
+
+
+def test_up_again_converges_without_duplicating_the_demo(cluster: Cluster):
+    before = cluster.shop_info()
+    cli("up", spec_file=cluster.spec_dir / "cluster.toml")
+    assert cluster.shop_info() == before
+    api = f"{cluster.spec.cluster.url}/api/v1/organizers"
+    headers = {"Authorization": f"Token {cluster.api_token()}"}
+    events = httpx.get(f"{api}/{before['organizer']}/events/", headers=headers, timeout=20)
+    items = httpx.get(
+        f"{api}/{before['organizer']}/events/{before['event']}/items/", headers=headers, timeout=20
+    )
+    assert events.json()["count"] == 1
+    assert items.json()["count"] == 1

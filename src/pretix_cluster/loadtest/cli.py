@@ -176,6 +176,8 @@ def print_summary(summary: dict[str, Any], folder: Path) -> None:
             out.print(f"[{style}]{line}[/]")
     elif acc:
         out.print(f"[bold red]{'; '.join(acc.get('problems', []))}[/]")
+    for warning in summary.get("warnings", []):
+        out.print(f"[yellow]warning: {warning}[/]")
     out.print(f"report: {folder / 'report.html'}  summary: {folder / 'summary.json'}")
 
 

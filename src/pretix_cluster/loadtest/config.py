@@ -46,6 +46,7 @@ class RunConfig:
     plan: dict[str, Any]  # shapes.Plan.to_dict()
     pace_s: float  # a buyer slot starts a new purchase every pace_s seconds (constant pacing)
     token_file: str | None = None
+    public_origin: str | None = None  # scheme://host of the shop URL, for Origin (CSRF)
     payment_provider: str = "manual"
     fetch_assets: bool = True
     timeout_s: float = 60.0

@@ -22,6 +22,7 @@ kept like a browser's keep-alive connections).
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import ssl
 import time
@@ -143,7 +144,7 @@ class _Attempt:
             "scenario": scenario,
             "event": cfg.event,
             "email": identity.email,
-            "pid": _pid(),
+            "pid": os.getpid(),
         }
 
     def wait_for_retry(self, step: str, verdict: Verdict, try_no: int, retry_after) -> bool:
@@ -171,12 +172,6 @@ class _Attempt:
         error = None if outcome == "completed" else str(extra.get("kind") or outcome)
         self.reporter.report(T_PURCHASE, PURCHASE, seconds, error=error)
         return self.record
-
-
-def _pid() -> int:
-    import os
-
-    return os.getpid()
 
 
 # --------------------------------------------------------------------------- shop flow
@@ -286,13 +281,13 @@ class ShopFlow:
             poll_timeout=cfg.poll_timeout_s,
             client=self.client,
         )
+        if cfg.public_origin:  # pretix checks Origin against the Host it was sent
+            s.origin = cfg.public_origin
 
-        # Ugly but browser-true: after a refused submit, reload the page the form was on.
-        def reload_current() -> None:
-            s._get_page(s.current_checkout_step() or "reload", s.page_url or s.event_url)
-
-        def reload_confirm() -> None:
-            s._get_page(shopclient.STEP_CONFIRM, f"{s.event_url}checkout/confirm/")
+        def reload(step: str, page: str) -> Callable[[], None]:
+            """Before retrying a refused form, load its page again, as the browser shows it.
+            (ShopSession has no public "go to page"; see the report on shopclient.)"""
+            return lambda: s._get_page(step, f"{s.event_url}checkout/{page}/")
 
         plan: list[tuple[str, Callable[[], Any], bool, Callable[[], None] | None]] = [
             (shopclient.STEP_EVENT_PAGE, s.open_event, True, None),
@@ -302,15 +297,20 @@ class ShopFlow:
                 shopclient.STEP_QUESTIONS,
                 lambda: s.fill_questions(identity.email, identity.name),
                 True,
-                reload_current,
+                reload(shopclient.STEP_QUESTIONS, "questions"),
             ),
             (
                 shopclient.STEP_PAYMENT,
                 lambda: s.choose_payment(cfg.payment_provider),
                 True,
-                reload_current,
+                reload(shopclient.STEP_PAYMENT, "payment"),
             ),
-            (shopclient.STEP_CONFIRM, s.confirm_order, False, reload_confirm),
+            (
+                shopclient.STEP_CONFIRM,
+                s.confirm_order,
+                False,
+                reload(shopclient.STEP_CONFIRM, "confirm"),
+            ),
             (shopclient.STEP_ORDER_PAGE, s.open_order, True, None),
         ]
         try:

@@ -24,7 +24,7 @@ import logging
 import time
 from pathlib import Path
 
-from locust import LoadTestShape, User, constant_pacing, events, task
+from locust import LoadTestShape, User, events, task
 from locust.runners import WorkerRunner
 
 from pretix_cluster.loadtest import flows
@@ -37,6 +37,7 @@ if CONFIG is None:
     raise RuntimeError(f"{CONFIG_ENV} is not set: start load runs with `pretix-cluster loadtest`")
 PLAN = Plan.from_dict(CONFIG.plan)
 LEDGER = LedgerWriter(CONFIG.ledger_dir)
+_TEST_START = [time.time()]  # set again when the test starts, on master and workers
 log = logging.getLogger("pretix_cluster.loadtest")
 logging.getLogger("httpx").setLevel(logging.WARNING)  # a log line per request costs CPU
 
@@ -68,9 +69,14 @@ class _Buyer(User):
     """A buyer slot: one new buyer per purchase, one purchase per pace (see shapes)."""
 
     abstract = True
-    wait_time = constant_pacing(CONFIG.pace_s)
+
+    def wait_time(self) -> float:
+        """Constant pacing at the current phase's pace (see ``Plan.pace_at``)."""
+        pace = PLAN.pace_at(time.time() - _TEST_START[0])
+        return max(0.0, pace - (time.monotonic() - self._last_start))
 
     def on_start(self) -> None:
+        self._last_start = time.monotonic()
         self.http = flows.make_client(CONFIG)
         self.reporter = LocustReporter(self)
         self.flow = self.make_flow()
@@ -83,6 +89,7 @@ class _Buyer(User):
 
     @task
     def purchase(self) -> None:
+        self._last_start = time.monotonic()
         identity = flows.Identity.new(CONFIG.run_id)
         try:
             record = self.flow.purchase(identity)
@@ -117,7 +124,8 @@ class PlanShape(LoadTestShape):
 
 @events.test_start.add_listener
 def _mark_start(environment, **_kw) -> None:
-    """t=0 of the shape, for the report's phase windows (written once, by the master)."""
+    """t=0 of the shape, for the pacing and the report's phase windows (file: master only)."""
+    _TEST_START[0] = time.time()
     if not isinstance(environment.runner, WorkerRunner):
         Path(CONFIG.ledger_dir).mkdir(parents=True, exist_ok=True)
         (Path(CONFIG.ledger_dir) / "test_start").write_text(f"{time.time():.3f}\n")

@@ -168,6 +168,9 @@ def build_summary(
         "generator_cores_avg": round(cpu["generator_cpu_s"] / duration, 3),
         "cluster_cpu_s": round(sum(cluster.values()), 2),
         "cluster_cpu_s_per_purchase": per_purchase(sum(cluster.values())),
+        "cluster_cpu_s_per_attempt": round(sum(cluster.values()) / len(records), 4)
+        if records
+        else None,
         "cluster_cores_avg": round(sum(cluster.values()) / duration, 3),
         "cluster_by_component": {
             c: {
@@ -199,9 +202,11 @@ def build_summary(
         "method": cpu.get("method"),
     }
     saturating = max(cluster.items(), key=lambda kv: kv[1])[0] if cluster else None
+    warnings = _warnings(meta, plan, records, interrupted, cpu_out, duration)
 
     return {
         "run": meta,
+        "warnings": warnings,
         "plan": {
             **plan.to_dict(),
             "model": "buyers = ceil(rate/min * pace / 60), pace = D + think",
@@ -250,6 +255,43 @@ def build_summary(
             for row in locust_stats
         ],
     }
+
+
+def _warnings(
+    meta: dict[str, Any],
+    plan: Plan,
+    records: list[dict[str, Any]],
+    interrupted: list[dict[str, Any]],
+    cpu: dict[str, Any],
+    duration: float,
+) -> list[str]:
+    """What makes this run's figures less than they seem, in plain sentences."""
+    out = []
+    if meta.get("locust_exit_code") not in (0, None):
+        out.append(f"Locust exited with code {meta['locust_exit_code']}: see locust.out.")
+    if not records:
+        out.append("no purchase was attempted under load: see locust.out and locust.log.")
+    processes = max(1, int(meta.get("processes") or 0))
+    if cpu["generator_cores_avg"] / processes > 0.8:
+        out.append(
+            f"the load generator used {cpu['generator_cores_avg']:.2f} cores in {processes} "
+            "process(es): it may have limited the load; use --processes."
+        )
+    other = cpu.get("host_other_cpu_s", 0.0) / duration
+    if other > 0.5:
+        out.append(
+            f"other work on this machine used {other:.2f} cores on average during the run: "
+            "latencies and capacity are those of a shared machine."
+        )
+    capped = [p.name for p in plan.phases if p.capped]
+    if capped:
+        out.append(f"max users capped the offered load in: {', '.join(capped)}.")
+    if interrupted:
+        out.append(
+            f"{len(interrupted)} purchase(s) were cut short when the test stopped; they are "
+            "neither completed nor failed, and the accounting covers them."
+        )
+    return out
 
 
 def _num(value: str | None) -> float | None:
@@ -340,7 +382,9 @@ h1{font-size:22px;margin-bottom:4px} h2{font-size:17px;margin-top:28px;border-bo
 .sub{color:#666} .cards{display:flex;flex-wrap:wrap;gap:10px;margin:14px 0}
 .card{border:1px solid #ddd;border-radius:6px;padding:8px 12px;min-width:130px}
 .card b{display:block;font-size:20px} .ok{background:#eaf6ec;border-color:#9c9}
-.bad{background:#fbeaea;border-color:#d99} table{border-collapse:collapse;margin:8px 0}
+.bad{background:#fbeaea;border-color:#d99}
+.warn{background:#fff8e1;border-color:#e0c060;margin:6px 0}
+table{border-collapse:collapse;margin:8px 0}
 td,th{border:1px solid #ddd;padding:3px 8px;text-align:right} th{background:#f6f6f6}
 td:first-child,th:first-child{text-align:left}
 svg.chart{width:100%;height:auto;margin:6px 0 14px}
@@ -477,6 +521,9 @@ def render_html(
             + "<br>".join(escape(s) for s in summary_lines(acc))
             + "</div>"
         )
+    warn_html = "".join(
+        f'<div class="card warn">{escape(w)}</div>' for w in summary.get("warnings", [])
+    )
     sus = thr.get("sustained") or {}
     cards = [
         ("attempted", pur["attempted"]),
@@ -555,6 +602,7 @@ def render_html(
  (calibrated purchase {run["calibration"]["purchase_s"]:.2f} s)</div>
 <div class="cards">{card_html}</div>
 {acc_html}
+{warn_html}
 <h2>Over time</h2>
 {"".join(charts)}
 <h2>Phases (steady windows)</h2>

@@ -250,6 +250,7 @@ def run_loadtest(cluster: Cluster, opts: LoadOptions, console: Console | None = 
             plan={},
             pace_s=1.0,
             token_file=str(token_file),
+            public_origin=spec.cluster.url if host else None,
             fetch_assets=opts.assets,
             timeout_s=opts.timeout,
         )

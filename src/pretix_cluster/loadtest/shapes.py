@@ -2,17 +2,18 @@
 
 The model (an open-ish workload in a closed loop). A Locust user is a *buyer
 slot*: it runs one purchase (a new buyer, see :mod:`flows`) and then waits so
-that it starts a purchase every ``pace`` seconds (Locust's ``constant_pacing``).
-With ``D`` the purchase duration measured before the run (calibration) and a
+that it starts a purchase every ``pace`` seconds (constant pacing, as Locust's
+``constant_pacing``). With ``D`` the purchase duration measured before the run (calibration) and a
 think time ``T``::
 
     pace = D + T                    (T defaults to D/2: headroom for a slower cluster)
     buyers(R) = ceil(R * pace / 60) (Little's law, R in purchases/min)
 
-Each slot then offers R/buyers purchases per minute. While the cluster keeps a
-purchase under ``pace`` the offered rate is exactly the target; when purchases
-take longer, slots fall behind and the achieved rate drops below the target:
-the report shows target vs achieved per phase, which is the point of the
+Each slot then offers R/buyers purchases per minute (a slot's pace is stretched
+to ``buyers * 60 / R`` when rounding up the buyers would offer more than R).
+While the cluster keeps a purchase under ``pace`` the offered rate is exactly
+the target; when purchases take longer, slots fall behind and the achieved rate
+drops below the target: the report shows target vs achieved per phase, which is the point of the
 exercise. Raising ``T`` offers the same rate with more concurrent buyers.
 
 Shapes (all times relative to the start of the test):
@@ -78,6 +79,17 @@ class Plan:
                 return phase.users, max(rate, 0.1)
             previous = phase.users
         return None
+
+    def phase_at(self, t: float) -> Phase:
+        return next((p for p in self.phases if t < p.end_s), self.phases[-1])
+
+    def pace_at(self, t: float) -> float:
+        """Seconds between purchase starts of one slot at ``t``: ``pace_s``, stretched when
+        rounding buyers up would offer more than the phase's rate (few buyers, low rates)."""
+        phase = self.phase_at(t)
+        if phase.rate_per_min <= 0:
+            return self.pace_s
+        return max(self.pace_s, phase.users * 60 / phase.rate_per_min)
 
     @property
     def peak_users(self) -> int:

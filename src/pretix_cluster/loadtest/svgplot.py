@@ -99,7 +99,8 @@ def line_chart(
 
     out = [
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
-        f'class="chart" role="img" aria-label="{escape(title)}">',
+        f'class="chart" role="img" aria-label="{escape(title)}">'
+        '<rect width="100%" height="100%" fill="#fff"/>',
         f'<text x="{left}" y="20" class="title">{escape(title)}</text>',
     ]
     for i, (b0, b1, label) in enumerate(bands or []):
@@ -193,7 +194,8 @@ def bar_chart(
     vmax = max((v for _, v in items), default=1.0) or 1.0
     pw = width - left - 140
     out = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" class="chart">',
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" class="chart">'
+        '<rect width="100%" height="100%" fill="#fff"/>',
         f'<text x="{left}" y="20" class="title">{escape(title)}</text>',
     ]
     for i, (label, value) in enumerate(items):

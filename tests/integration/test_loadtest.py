@@ -1,0 +1,77 @@
+"""A short load run against the test cluster: the accounting must hold, whatever the speed.
+
+About 20 buyers for 60 s through the real shop flow, then a small quota with
+more demand than it. Only the accounting is asserted: every purchase a buyer
+completed is an order in the database, no order exists that no buyer
+completed, nothing is duplicated, and the quota is never oversold. No speed is
+asserted: this machine's two cores are shared with the cluster under test.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pretix_cluster.cluster import Cluster
+from pretix_cluster.loadtest.runner import LoadOptions, run_loadtest
+
+pytestmark = pytest.mark.integration
+
+
+def assert_accounting_holds(acc: dict) -> None:
+    assert acc["missing"] == [], "purchases the buyers completed are not in the database"
+    assert acc["completed_but_not_live"] == []
+    assert acc["phantom"] == [], "orders in the database that no buyer completed"
+    assert acc["duplicates"]["attempts_with_several_orders"] == {}
+    assert acc["duplicates"]["codes_claimed_twice"] == []
+    assert not acc["quota"]["oversold"]
+    assert acc["matched"] == acc["completed_by_buyers"] == acc["orders_in_db"]
+    assert acc["ok"], acc["problems"]
+
+
+def test_every_completed_purchase_is_an_order_and_nothing_else(cluster: Cluster, tmp_path: Path):
+    result = run_loadtest(
+        cluster,
+        LoadOptions(
+            scenario="shop",
+            shape="steady",
+            users=20,
+            duration=60,
+            quiet=True,
+            out=tmp_path / "steady",
+            stop_timeout=60,
+        ),
+    )
+    summary = result.summary
+    assert summary["purchases"]["completed"] > 0
+    assert_accounting_holds(summary["accounting"])
+    assert (result.out / "report.html").exists()
+    assert (result.out / "locust_stats.csv").exists()
+
+
+def test_a_small_quota_under_more_demand_is_never_oversold(cluster: Cluster, tmp_path: Path):
+    quota = 10
+    result = run_loadtest(
+        cluster,
+        LoadOptions(
+            scenario="shop",
+            shape="steady",
+            users=20,
+            duration=45,
+            oversell=True,
+            quota=quota,
+            quiet=True,
+            out=tmp_path / "oversell",
+            stop_timeout=60,
+        ),
+    )
+    summary = result.summary
+    acc = summary["accounting"]
+    assert_accounting_holds(acc)
+    assert acc["quota"]["size"] == quota
+    sold = max(acc["quota"]["sold_positions_in_orders"], acc["quota"]["sold_per_availability"])
+    assert sold <= quota
+    # the demand really exceeded the quota: buyers were turned away as sold out
+    assert summary["purchases"]["rejected_sold_out"] > 0
+    assert acc["completed_by_buyers"] <= quota
