@@ -154,6 +154,7 @@ def status(spec_file: SpecOption = Path(DEFAULT_SPEC_FILE), as_json: JsonOption 
 
 def _print_status(result: status_module.Status) -> None:
     _table("services", ["name", "role", "running", "desired", "last_error"], result.services)
+    _table("etcd", ["endpoint", "healthy"], result.etcd)
     _table("PostgreSQL (Patroni)", ["name", "role", "state", "lag", "timeline"], result.patroni)
     _table("Redis (Sentinel's view)", ["name", "role", "flags", "link"], result.redis)
     _table("HAProxy", ["haproxy", "backend", "server", "status"], result.haproxy)

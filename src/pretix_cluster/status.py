@@ -32,6 +32,7 @@ HAPROXY_STAT_COMMAND = [
 @dataclass
 class Status:
     services: list[dict] = field(default_factory=list)
+    etcd: list[dict] = field(default_factory=list)
     patroni: list[dict] = field(default_factory=list)
     redis: list[dict] = field(default_factory=list)
     haproxy: list[dict] = field(default_factory=list)
@@ -52,6 +53,7 @@ def collect(cluster: Cluster) -> Status:
     if not status.services:
         status.problems.append(f"stack {cluster.stack} is not deployed")
         return status
+    _etcd(cluster, status)
     _patroni(cluster, status)
     _redis(cluster, status)
     _haproxy(cluster, status)
@@ -74,6 +76,30 @@ def _exec_first(cluster: Cluster, candidates: list[str], command: list[str]) -> 
             if code == 0:
                 return output
     return None
+
+
+def _etcd(cluster: Cluster, status: Status) -> None:
+    spec = cluster.spec
+    command = [
+        "etcdctl",
+        f"--endpoints=http://127.0.0.1:{spec.ports.etcd_client}",
+        "--command-timeout=4s",
+        "endpoint",
+        "health",
+        "--cluster",
+        "-w",
+        "json",
+    ]
+    # etcdctl exits non-zero when any member is unhealthy; its JSON still says which.
+    output = _exec_first(cluster, spec.etcd_members, ["sh", "-c", " ".join(command) + " || true"])
+    line = next((x for x in (output or "").splitlines() if x.startswith("[")), None)
+    if line is None:
+        status.problems.append("no etcd member answers")
+        return
+    status.etcd = [{"endpoint": m["endpoint"], "healthy": m["health"]} for m in json.loads(line)]
+    healthy = sum(1 for m in status.etcd if m["healthy"])
+    if healthy < spec.etcd.members:
+        status.problems.append(f"etcd has {healthy} healthy members, expected {spec.etcd.members}")
 
 
 def _patroni(cluster: Cluster, status: Status) -> None:

@@ -1,7 +1,9 @@
 """After the run: the database's orders against the buyers' ledger, and the quota.
 
 - **missing** (lost): a buyer saw the order page / got the 201 with an order
-  code, but the event has no such order (or it is canceled/expired);
+  code, but the event has no such order (or it is canceled/expired). A buyer
+  whose order placement answered with the order's URL but whose order page then
+  failed counts as having that order ("confirmed, order page failed");
 - **phantom**: the event has an order no buyer completed. The buyer's e-mail
   names the attempt, so a phantom is *unacknowledged* when its attempt failed
   or was cut short after the order was placed (e.g. a timeout on confirm: the
@@ -66,9 +68,13 @@ def reconcile(
     db = {o["code"]: o for o in orders}
     completed: dict[str, list[str]] = defaultdict(list)  # code -> attempts claiming it
     attempts = {r["attempt"]: r for r in ledger if r.get("attempt")}
+    unseen: list[str] = []  # order placed and its URL known, but the order page failed
     for r in ledger:
         if r.get("outcome") == "completed" and r.get("code"):
             completed[r["code"]].append(r["attempt"])
+        elif r.get("outcome") == "failed" and r.get("code_hint"):
+            unseen.append(r["code_hint"])
+            completed[r["code_hint"]].append(r["attempt"])
 
     missing = sorted(c for c in completed if c not in db)
     not_live = sorted(c for c in completed if c in db and db[c].get("status") not in LIVE_STATUSES)
@@ -140,6 +146,7 @@ def reconcile(
         "attempts_in_ledger": len(ledger),
         "ledger_outcomes": dict(outcomes),
         "completed_by_buyers": len(completed),
+        "confirmed_order_page_failed": sorted(unseen),
         "matched": len([c for c in completed if c in db]),
         "missing": missing,
         "completed_but_not_live": not_live,
