@@ -5,12 +5,12 @@ PY := $(VENV)/bin/python
 CLI := $(VENV)/bin/pretix-cluster
 PYTEST := $(VENV)/bin/pytest
 
-.PHONY: docker up test unit integration lint format down purge status bench chaos clean-venv
+.PHONY: docker up test loadtest unit integration lint format down purge status
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -e '.[dev,load]'
+	$(VENV)/bin/pip install -q -e '.[dev]'
 	touch $@
 
 docker:
@@ -34,6 +34,10 @@ test: $(VENV)/.installed
 	$(VENV)/bin/ruff check src tests
 	$(PYTEST) tests/unit
 	$(PYTEST) -m integration tests/integration
+
+# A load run against the running cluster (cluster.toml): phases 0.5x..10x of the target.
+loadtest: $(VENV)/.installed
+	$(CLI) loadtest --shape phases --target 800 --duration 3m
 
 unit: $(VENV)/.installed
 	$(PYTEST) tests/unit

@@ -19,6 +19,7 @@ from pretix_cluster import status as status_module
 from pretix_cluster.cluster import Cluster
 from pretix_cluster.errors import UserError
 from pretix_cluster.images import build as image_build
+from pretix_cluster.loadtest import cli as loadtest_cli
 from pretix_cluster.spec import DEFAULT_SPEC_FILE, ClusterSpec, parse_spec, spec_toml
 
 app = typer.Typer(
@@ -28,6 +29,8 @@ app = typer.Typer(
 )
 console = Console(stderr=True, log_path=False, soft_wrap=True)
 out = Console(soft_wrap=True)
+
+app.add_typer(loadtest_cli.app, name="loadtest")
 
 SpecOption = Annotated[
     Path, typer.Option("--spec", "-f", help="the cluster spec", envvar="PRETIX_CLUSTER_SPEC")

@@ -90,6 +90,8 @@ def reconcile(
                     "attempt": attempt,
                     "kind": record.get("kind"),
                     "step": record.get("step"),
+                    "retry_kinds": record.get("retry_kinds") or {},
+                    "message": (record.get("message") or "")[:200],
                 }
             )
         else:

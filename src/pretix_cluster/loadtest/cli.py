@@ -179,12 +179,3 @@ def print_summary(summary: dict[str, Any], folder: Path) -> None:
     for warning in summary.get("warnings", []):
         out.print(f"[yellow]warning: {warning}[/]")
     out.print(f"report: {folder / 'report.html'}  summary: {folder / 'summary.json'}")
-
-
-def main() -> None:
-    """Standalone entry point (the main CLI mounts :data:`app` instead)."""
-    try:
-        app()
-    except UserError as exc:
-        console.print(f"[bold red]error:[/] {exc}")
-        sys.exit(UserError.exit_code)

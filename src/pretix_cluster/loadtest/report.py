@@ -521,6 +521,14 @@ def render_html(
             + "<br>".join(escape(s) for s in summary_lines(acc))
             + "</div>"
         )
+        details = [
+            [u["code"], "unacknowledged phantom", u.get("step"), u.get("kind"), u.get("message")]
+            for u in acc.get("phantom_unacknowledged", [])
+        ]
+        details += [[c, "unknown phantom", "", "", ""] for c in acc.get("phantom_unknown", [])]
+        details += [[c, "missing (lost)", "", "", ""] for c in acc.get("missing", [])]
+        if details:
+            acc_html += _table(["order", "problem", "step", "kind", "what the buyer saw"], details)
     warn_html = "".join(
         f'<div class="card warn">{escape(w)}</div>' for w in summary.get("warnings", [])
     )
@@ -598,7 +606,7 @@ def render_html(
 <style>{_CSS}</style></head><body>
 <h1>pretix-cluster load test: {escape(run["scenario"])} flow, {escape(plan.shape)} shape</h1>
 <div class="sub">{escape(started)} · stack {escape(run["stack"])} · event {escape(run["event"])}
- · target {plan.target_per_min:g} purchases/min · {plan.duration_s:g} s · pace {plan.pace_s:g} s
+ · target {plan.target_per_min:.1f} purchases/min · {plan.duration_s:g} s · pace {plan.pace_s:g} s
  (calibrated purchase {run["calibration"]["purchase_s"]:.2f} s)</div>
 <div class="cards">{card_html}</div>
 {acc_html}

@@ -221,6 +221,7 @@ def run_loadtest(cluster: Cluster, opts: LoadOptions, console: Console | None = 
     ledger_dir = out / "ledger"
 
     api = PretixApi(base_url, token, shop["organizer"], host_header=host, timeout=opts.timeout)
+    created: str | None = None  # the run's event, taken off sale at the end whatever happens
     try:
         quota = opts.quota or (OVERSELL_QUOTA if opts.oversell else int(shop["quota_size"]))
         say(f"run {run_id}: creating event {run_id} (clone of {shop['event']}, quota {quota})")
@@ -235,6 +236,7 @@ def run_loadtest(cluster: Cluster, opts: LoadOptions, console: Console | None = 
             )
         except (ApiError, httpx.HTTPError) as e:
             raise UserError(f"could not create the run's event through the API: {e}") from e
+        created = ev["event"]
 
         cfg = RunConfig(
             run_id=run_id,
@@ -338,10 +340,10 @@ def run_loadtest(cluster: Cluster, opts: LoadOptions, console: Console | None = 
             )
         except (ApiError, httpx.HTTPError) as e:
             acc = {"ok": False, "problems": [f"accounting failed: {e}"], "error": str(e)}
-        if not opts.keep_live:
-            with contextlib.suppress(ApiError, httpx.HTTPError):
-                api.close_event(cfg.event)
     finally:
+        if created and not opts.keep_live:
+            with contextlib.suppress(ApiError, httpx.HTTPError):
+                api.close_event(created)
         api.close()
 
     cpu = {
