@@ -36,7 +36,7 @@ def test_static_files_are_served_by_nginx(cluster: Cluster):
     assert "gunicorn" not in page.headers.get("server", "").lower()
 
 
-def buy(cluster: Cluster) -> shopclient.PurchaseResult:
+def buy(cluster: Cluster, timeout: float = 60) -> shopclient.PurchaseResult:
     shop = cluster.shop_info()
     buyer = uuid.uuid4().hex[:10]
     # The test spec's shop URL is the published port on 127.0.0.1.
@@ -47,7 +47,7 @@ def buy(cluster: Cluster) -> shopclient.PurchaseResult:
         shop["item_id"],
         email=f"{buyer}@example.org",
         name=f"Buyer {buyer}",
-        timeout=60,
+        timeout=timeout,
     )
 
 

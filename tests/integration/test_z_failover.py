@@ -44,7 +44,9 @@ def test_killing_the_primary_a_purchase_succeeds_within_60_s(cluster: Cluster):
     errors = []
     while time.monotonic() - killed_at < PURCHASE_DEADLINE_S:
         try:
-            result = buy(cluster)
+            # Short per-request timeout: an attempt stuck in the outage must not
+            # eat the whole deadline; the next attempt starts fresh.
+            result = buy(cluster, timeout=10)
             break
         except Exception as exc:
             errors.append(f"{time.monotonic() - killed_at:.1f}s {type(exc).__name__}: {exc}")

@@ -167,7 +167,10 @@ def _postgres_services(spec: ClusterSpec, images: ImageSet) -> dict[str, Service
                 _secret("patroni.yml", POSTGRES_UID),
                 _secret("pg_pretix_password", POSTGRES_UID),
             ],
-            "healthcheck": _healthcheck(["CMD", "/usr/local/bin/healthcheck.sh"], start=60),
+            # Frequent: a restarted node is resolvable (and routable) only once healthy.
+            "healthcheck": _healthcheck(
+                ["CMD", "/usr/local/bin/healthcheck.sh"], interval=3, timeout=4, retries=5, start=60
+            ),
             # Patroni demotes cleanly on SIGTERM; give it time before SIGKILL.
             "stop_grace_period": "60s",
             "deploy": _deploy("postgres", spec.postgres.memory),
@@ -208,7 +211,9 @@ def _redis_like(
         "volumes": [f"{node}-data:/data"],
         "networks": ["cache"],
         "secrets": [_secret("redis_password", REDIS_UID)],
-        "healthcheck": _healthcheck(["CMD", "redis-healthcheck", role], start=30),
+        "healthcheck": _healthcheck(
+            ["CMD", "redis-healthcheck", role], interval=3, timeout=4, retries=5, start=30
+        ),
         # Longer than redis' own shutdown-timeout (10 s), which waits for replicas.
         "stop_grace_period": "20s",
         "deploy": _deploy(role, memory),
@@ -220,7 +225,7 @@ def _haproxy_service(spec: ClusterSpec, images: ImageSet) -> Service:
         "image": images["haproxy"],
         "networks": ["db", "cache"],
         "secrets": [_secret("haproxy.cfg", HAPROXY_UID)],
-        "healthcheck": _healthcheck(["CMD", "haproxy-healthcheck"], start=10),
+        "healthcheck": _healthcheck(["CMD", "haproxy-healthcheck"], interval=3, start=10),
         "deploy": _deploy("haproxy", spec.haproxy.memory, spec.haproxy.replicas, start_first=True),
     }
 
