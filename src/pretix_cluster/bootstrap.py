@@ -67,8 +67,7 @@ def up(cluster: Cluster, progress: Progress) -> UpResult:
 
 def _data_tier(cluster: Cluster) -> set[str]:
     spec = cluster.spec
-    names = spec.etcd_members + spec.pg_nodes + spec.redis_nodes + spec.sentinel_nodes
-    return {spec.service_name(n) for n in [*names, "haproxy"]}
+    return {spec.service_name(n) for n in [*spec.stateful_nodes, "haproxy"]}
 
 
 def migrate(cluster: Cluster, progress: Progress) -> None:

@@ -177,6 +177,11 @@ class Ports(_Section):
     nginx: int = 8080
 
 
+def swarm_service_name(stack: str, short: str) -> str:
+    """Swarm prefixes every service of a stack with the stack name."""
+    return f"{stack}_{short}"
+
+
 def _numbered(prefix: str, count: int) -> list[str]:
     """Stable names (pg-1, pg-2, ...): a node keeps its name, volume and DNS entry."""
     return [f"{prefix}-{i}" for i in range(1, count + 1)]
@@ -219,6 +224,11 @@ class ClusterSpec(_Section):
         return _numbered("sentinel", self.redis.sentinels)
 
     @property
+    def stateful_nodes(self) -> list[str]:
+        """The singleton services that own a volume: never replicated, never renamed."""
+        return self.etcd_members + self.pg_nodes + self.redis_nodes + self.sentinel_nodes
+
+    @property
     def shop_host(self) -> str:
         return urlsplit(self.cluster.url).hostname or "localhost"
 
@@ -228,8 +238,7 @@ class ClusterSpec(_Section):
         return urlsplit(self.cluster.url).netloc
 
     def service_name(self, short: str) -> str:
-        """Swarm prefixes every service of a stack with the stack name."""
-        return f"{self.stack}_{short}"
+        return swarm_service_name(self.stack, short)
 
     def state_path(self, spec_dir: Path) -> Path:
         path = Path(self.cluster.state_dir)

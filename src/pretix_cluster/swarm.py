@@ -10,7 +10,7 @@ import contextlib
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import docker
@@ -22,6 +22,7 @@ from docker.models.services import Service
 from pretix_cluster.errors import UserError
 from pretix_cluster.render.configs import ClusterFile
 from pretix_cluster.render.stack import ROLE_LABEL
+from pretix_cluster.spec import swarm_service_name
 
 STACK_LABEL = "com.docker.stack.namespace"
 OWNER_LABEL = "pretix-cluster.stack"
@@ -60,8 +61,13 @@ def ensure_swarm(client: docker.DockerClient, progress: Progress) -> None:
 # --- stack ownership and inputs ---------------------------------------------
 
 
+def _stack_filter(stack: str) -> dict[str, str]:
+    """Everything `docker stack deploy` makes for a stack carries this label."""
+    return {"label": f"{STACK_LABEL}={stack}"}
+
+
 def stack_services(client: docker.DockerClient, stack: str) -> list[Service]:
-    return client.services.list(filters={"label": f"{STACK_LABEL}={stack}"})
+    return client.services.list(filters=_stack_filter(stack))
 
 
 def refuse_foreign_stack(client: docker.DockerClient, stack: str) -> None:
@@ -219,7 +225,7 @@ def wait_converged(
 
 
 def running_containers(client: docker.DockerClient, stack: str, short: str) -> list[Container]:
-    service = f"{stack}_{short}"
+    service = swarm_service_name(stack, short)
     found = client.api.containers(
         filters={"label": f"com.docker.swarm.service.name={service}", "status": "running"}
     )
@@ -256,7 +262,9 @@ def exec_in_service(
 ) -> tuple[int, str]:
     containers = running_containers(client, stack, short)
     if not containers:
-        raise UserError(f"No running container of {stack}_{short}; run `up` to start it.")
+        raise UserError(
+            f"No running container of {swarm_service_name(stack, short)}; run `up` to start it."
+        )
     return exec_in(containers[0], command, stdin, timeout)
 
 
@@ -274,11 +282,10 @@ def run_job(
     It takes image, networks, secrets and mounts from the running service, so a
     job never needs its own copy of any of them; returns the job's log.
     """
-    source = client.services.get(f"{stack}_{template}").attrs["Spec"]
+    source = client.services.get(swarm_service_name(stack, template)).attrs["Spec"]
     task = source["TaskTemplate"]
-    job_name = f"{stack}_{name}"
-    with contextlib.suppress(docker.errors.NotFound):
-        client.services.get(job_name).remove()
+    job_name = swarm_service_name(stack, name)
+    _remove_job(client, job_name)  # a leftover of an interrupted run
     task_template = {
         # No healthcheck: the service's own one would kill a long migration.
         "ContainerSpec": task["ContainerSpec"]
@@ -344,7 +351,7 @@ def remove_stack(
     # One-off jobs (migrate) are not part of the stack file but belong to the stack.
     for job in client.services.list(filters={"label": f"{OWNER_LABEL}={stack}"}):
         _remove_job(client, job.name)
-    _remove_exited(client, {"label": f"{STACK_LABEL}={stack}"})
+    _remove_exited(client, _stack_filter(stack))
     # Always: it also removes networks left by an interrupted earlier `down`.
     subprocess.run(["docker", "stack", "rm", stack], capture_output=True, check=False)
     deadline = time.monotonic() + timeout
@@ -359,8 +366,8 @@ def remove_stack(
 
 
 def _leftover_stack_objects(client: docker.DockerClient, stack: str) -> list[str]:
-    label = {"label": f"{STACK_LABEL}={stack}"}
-    names = [s.name for s in client.services.list(filters=label)]
+    label = _stack_filter(stack)
+    names = [s.name for s in stack_services(client, stack)]
     names += [n.name for n in client.networks.list(filters=label)]
     # The low-level call: the high-level one inspects each container, racing their removal.
     names += [c["Id"] for c in client.api.containers(all=True, filters=label)]
@@ -369,14 +376,10 @@ def _leftover_stack_objects(client: docker.DockerClient, stack: str) -> list[str
 
 def purge_data(client: docker.DockerClient, stack: str, progress: Progress) -> None:
     """Volumes, secrets and configs of the stack: only after `remove_stack`."""
-    for volume in _stack_volumes(client, stack):
+    for volume in client.volumes.list(filters=_stack_filter(stack)):
         progress(f"removing volume {volume.name}")
         _remove_with_retry(volume.remove)
     prune_files(client, stack, keep=set())
-
-
-def _stack_volumes(client: docker.DockerClient, stack: str) -> Iterator:
-    yield from client.volumes.list(filters={"label": f"{STACK_LABEL}={stack}"})
 
 
 def _remove_with_retry(remove: Callable[[], None], attempts: int = 30) -> None:

@@ -17,21 +17,19 @@ from .conftest import cli
 pytestmark = pytest.mark.integration
 
 
-def test_healthcheck_is_200_through_nginx(cluster: Cluster):
-    response = httpx.get(
-        cluster.spec.local_url() + "/healthcheck/",
-        headers={"Host": cluster.spec.shop_netloc},
-        timeout=10,
+def get_through_nginx(cluster: Cluster, path: str) -> httpx.Response:
+    """The published port on loopback, with the Host header pretix expects."""
+    return httpx.get(
+        cluster.spec.local_url() + path, headers={"Host": cluster.spec.shop_netloc}, timeout=10
     )
-    assert response.status_code == 200
+
+
+def test_healthcheck_is_200_through_nginx(cluster: Cluster):
+    assert get_through_nginx(cluster, "/healthcheck/").status_code == 200
 
 
 def test_static_files_are_served_by_nginx(cluster: Cluster):
-    page = httpx.get(
-        cluster.spec.local_url() + "/static/pretixbase/img/pretix-logo.svg",
-        headers={"Host": cluster.spec.shop_netloc},
-        timeout=10,
-    )
+    page = get_through_nginx(cluster, "/static/pretixbase/img/pretix-logo.svg")
     assert page.status_code == 200
     assert "gunicorn" not in page.headers.get("server", "").lower()
 

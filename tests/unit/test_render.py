@@ -51,7 +51,7 @@ def test_every_service_has_a_healthcheck_and_a_restart_policy(stack):
 
 def test_one_service_per_stateful_node_from_the_spec(stack, spec):
     names = set(stack["services"])
-    for node in spec.pg_nodes + spec.etcd_members + spec.redis_nodes + spec.sentinel_nodes:
+    for node in spec.stateful_nodes:
         assert node in names
         assert f"{node}-data" in stack["volumes"]
         assert stack["services"][node]["deploy"]["replicas"] == 1
@@ -79,7 +79,7 @@ def test_only_nginx_publishes_a_port(stack, spec):
 
 
 def test_backing_services_are_not_on_the_front_network(stack, spec):
-    for node in spec.pg_nodes + spec.etcd_members + spec.redis_nodes + spec.sentinel_nodes:
+    for node in spec.stateful_nodes:
         assert "front" not in stack["services"][node]["networks"]
     assert stack["services"]["nginx"]["networks"] == ["front"]
 

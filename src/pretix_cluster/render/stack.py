@@ -68,8 +68,7 @@ def dump_stack(stack: dict) -> str:
 
 
 def _volume_names(spec: ClusterSpec) -> list[str]:
-    stateful = spec.etcd_members + spec.pg_nodes + spec.redis_nodes + spec.sentinel_nodes
-    return [f"{name}-data" for name in stateful] + ["media"]
+    return [f"{name}-data" for name in spec.stateful_nodes] + ["media"]
 
 
 def _external_objects(spec: ClusterSpec, files: dict[str, ClusterFile], secret: bool) -> dict:
