@@ -51,7 +51,7 @@ def up(cluster: Cluster, progress: Progress) -> UpResult:
     swarm.deploy(cluster.stack, cluster.stack_yaml(images, files))
 
     swarm.wait_converged(
-        client, cluster.stack, DATA_TIER_TIMEOUT, progress, names=_data_tier(cluster)
+        client, cluster.stack, DATA_TIER_TIMEOUT, progress, names=cluster.data_tier()
     )
     migrate(cluster, progress)
     swarm.wait_converged(client, cluster.stack, APP_TIER_TIMEOUT, progress)
@@ -63,11 +63,6 @@ def up(cluster: Cluster, progress: Progress) -> UpResult:
         admin_password_file=str(cluster.secrets.path("pretix_admin_password")),
         api_token_file=str(cluster.secrets.path(API_TOKEN_FILE)),
     )
-
-
-def _data_tier(cluster: Cluster) -> set[str]:
-    spec = cluster.spec
-    return {spec.service_name(n) for n in [*spec.stateful_nodes, "haproxy"]}
 
 
 def migrate(cluster: Cluster, progress: Progress) -> None:

@@ -16,6 +16,7 @@ from rich.table import Table
 
 from pretix_cluster import bootstrap, swarm
 from pretix_cluster import status as status_module
+from pretix_cluster.bench import cli as bench_cli
 from pretix_cluster.cluster import Cluster
 from pretix_cluster.errors import UserError
 from pretix_cluster.images import build as image_build
@@ -31,6 +32,7 @@ console = Console(stderr=True, log_path=False, soft_wrap=True)
 out = Console(soft_wrap=True)
 
 app.add_typer(loadtest_cli.app, name="loadtest")
+app.add_typer(bench_cli.app, name="bench")
 
 SpecOption = Annotated[
     Path, typer.Option("--spec", "-f", help="the cluster spec", envvar="PRETIX_CLUSTER_SPEC")

@@ -60,6 +60,10 @@ class Cluster:
     def stack_yaml(self, images: build.ImageSet, files: dict[str, ClusterFile]) -> str:
         return dump_stack(render_stack(self.spec, images, files))
 
+    def data_tier(self) -> set[str]:
+        """The services that must be healthy before migrations run."""
+        return {self.spec.service_name(n) for n in [*self.spec.stateful_nodes, "haproxy"]}
+
     def shop_info(self) -> dict:
         path = self.state_dir / SHOP_INFO_FILE
         if not path.exists():

@@ -177,6 +177,23 @@ class Ports(_Section):
     nginx: int = 8080
 
 
+class BenchSection(_Section):
+    """`pretix-cluster bench`: the single-node baseline and the default load."""
+
+    baseline_port: int = Field(
+        0,
+        ge=0,
+        le=65535,
+        description="published port of the baseline stack `<name>-base`; 0: the nginx port + 1",
+    )
+    target: float = Field(
+        30.0,
+        gt=0,
+        description="purchases/min at 1x of the bench's phases (0.5x, 1x, 2x, 10x); "
+        "near the cluster's capacity on this machine",
+    )
+
+
 def swarm_service_name(stack: str, short: str) -> str:
     """Swarm prefixes every service of a stack with the stack name."""
     return f"{stack}_{short}"
@@ -200,6 +217,7 @@ class ClusterSpec(_Section):
     shop: ShopSection = ShopSection()
     images: ImagesSection = ImagesSection()
     ports: Ports = Ports()
+    bench: BenchSection = BenchSection()
 
     # --- names derived from the spec; nothing else invents them ---
 

@@ -43,13 +43,13 @@ def _environment() -> Environment:
     )
 
 
+def template(name: str, secret: bool, **context: object) -> ClusterFile:
+    """The file `name`, rendered from `templates/<name>.j2`."""
+    return ClusterFile(name, _environment().get_template(f"{name}.j2").render(**context), secret)
+
+
 def render_files(spec: ClusterSpec, values: dict[str, str]) -> dict[str, ClusterFile]:
     """Every file the stack mounts, keyed by logical name."""
-    env = _environment()
-
-    def template(name: str, secret: bool, **context: object) -> ClusterFile:
-        return ClusterFile(name, env.get_template(f"{name}.j2").render(**context), secret)
-
     files = [
         template("pretix.cfg", True, **pretix_context(spec, values)),
         template("patroni.yml", True, **patroni_context(spec, values)),

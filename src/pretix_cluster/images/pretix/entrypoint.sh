@@ -3,6 +3,10 @@
 #
 #   web               gunicorn pretix.wsgi on 0.0.0.0:${PRETIX_WEB_PORT:-8000}
 #   worker            celery worker (node name celery@$HOSTNAME) for all pretix queues
+#   standalone        gunicorn (as `web`) and a celery worker (as `worker`) in one container, the
+#                     way pretix's own small-scale image runs both under supervisord; the first
+#                     of the two to exit stops the other and ends the container (Swarm restarts
+#                     it). Used by `pretix-cluster bench` for its single-node baseline.
 #   cron              loop: python -m pretix runperiodic every PRETIX_CRON_INTERVAL s, never dies
 #                     on a failed run, touches /tmp/cron-heartbeat after each run
 #   migrate           wait for the DB, python -m pretix migrate --noinput, switch pretix's
@@ -26,10 +30,11 @@
 #            PRETIX_CRON_HEARTBEAT (/tmp/cron-heartbeat)
 #   migrate: PRETIX_MIGRATE_TIMEOUT (300), PRETIX_MIGRATE_ATTEMPTS (3), PRETIX_UPDATE_CHECK (off)
 #   health:  PRETIX_HEALTHCHECK_TIMEOUT (5)
+#   PRETIX_ROLE_FILE                   where the running role is recorded (/tmp/pretix-role)
 set -euo pipefail
 
 export PATH="/opt/pretix/venv/bin:${PATH}"
-ROLE_FILE=/tmp/pretix-role
+ROLE_FILE="${PRETIX_ROLE_FILE:-/tmp/pretix-role}"
 HEARTBEAT="${PRETIX_CRON_HEARTBEAT:-/tmp/cron-heartbeat}"
 
 log() { echo "[pretix-entrypoint $(date -u +%Y-%m-%dT%H:%M:%SZ)] $*" >&2; }
@@ -93,6 +98,26 @@ worker)
     [ -n "${PRETIX_CELERY_EXTRA_ARGS:-}" ] && args+=(${PRETIX_CELERY_EXTRA_ARGS})
     log "starting celery worker celery@${HOSTNAME}"
     exec celery "${args[@]}" "$@"
+    ;;
+
+standalone)
+    require_config
+    echo standalone > "$ROLE_FILE"
+    pids=()
+    stop_children() { [ "${#pids[@]}" -gt 0 ] && kill -TERM "${pids[@]}" 2>/dev/null; return 0; }
+    trap 'log "standalone: stopping web and worker"; stop_children' TERM INT
+    # Each child records its role in its own file: ours stays "standalone".
+    PRETIX_ROLE_FILE=/tmp/pretix-role-web "$0" web &
+    pids+=("$!")
+    PRETIX_ROLE_FILE=/tmp/pretix-role-worker "$0" worker &
+    pids+=("$!")
+    log "standalone: web (pid ${pids[0]}) and worker (pid ${pids[1]}) started"
+    rc=0
+    wait -n "${pids[@]}" || rc=$?
+    log "standalone: a child ended (rc=$rc); stopping the other"
+    stop_children
+    wait "${pids[@]}" || true
+    exit "$rc"
     ;;
 
 cron)
@@ -179,6 +204,9 @@ healthcheck)
     case "$r" in
     web|cron)
         exec python /opt/pretix/healthcheck.py "$r"
+        ;;
+    standalone)
+        "$0" healthcheck web && exec "$0" healthcheck worker
         ;;
     worker)
         # Round trip through the broker to this very worker's control queue.

@@ -1,0 +1,85 @@
+"""`pretix-cluster bench`: the Typer command (mounted by the main CLI as a sub-app callback).
+
+Exit codes: 0 when every run's accounting held, 1 when one did not, 2 for
+operator errors (:class:`~pretix_cluster.errors.UserError`).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from pretix_cluster.bench import report
+from pretix_cluster.bench.runner import CAPACITY_TARGET, BenchOptions, run_bench
+from pretix_cluster.cluster import Cluster
+from pretix_cluster.errors import UserError
+from pretix_cluster.loadtest.cli import parse_duration
+from pretix_cluster.spec import DEFAULT_SPEC_FILE
+
+app = typer.Typer(add_completion=False, help="Baseline vs cluster under the same load.")
+console = Console(stderr=True, log_path=False)
+out = Console()
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(x.strip() for x in text.split(",") if x.strip())
+
+
+@app.callback(invoke_without_command=True)
+def bench(
+    spec_file: Annotated[
+        Path, typer.Option("--spec", "-f", help="the cluster spec", envvar="PRETIX_CLUSTER_SPEC")
+    ] = Path(DEFAULT_SPEC_FILE),
+    target: Annotated[
+        float | None,
+        typer.Option(help="purchases/min at 1x (default: the spec's bench.target)"),
+    ] = None,
+    duration: Annotated[str, typer.Option(help="length of each load run, e.g. 8m")] = "8m",
+    scenarios: Annotated[str, typer.Option(help="shop and/or api, comma-separated")] = "shop,api",
+    systems: Annotated[
+        str, typer.Option(help="baseline and/or cluster, comma-separated")
+    ] = "baseline,cluster",
+    max_users: Annotated[int, typer.Option(help="never more concurrent buyers than this")] = 500,
+    isolate: Annotated[
+        bool, typer.Option(help="pause the stack that is not measured (scale it to 0)")
+    ] = True,
+    purge_baseline: Annotated[
+        bool, typer.Option(help="afterwards remove the baseline's stack, volumes and secrets")
+    ] = False,
+    capacity: Annotated[
+        float, typer.Option(help="purchases/min the capacity model sizes the cluster for")
+    ] = CAPACITY_TARGET,
+    results: Annotated[
+        Path | None, typer.Option("--out", help="results folder (default results/bench-<stamp>/)")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print bench.json")] = False,
+) -> None:
+    """Run the same load against a single-node baseline and the cluster, back to back."""
+    if not spec_file.exists():
+        raise UserError(f"{spec_file} does not exist: pass --spec or run `pretix-cluster init`.")
+    opts = BenchOptions(
+        target=target,
+        duration=parse_duration(duration),
+        scenarios=_names(scenarios),
+        systems=_names(systems),
+        max_users=max_users,
+        isolate=isolate,
+        purge_baseline=purge_baseline,
+        out=results,
+        capacity_target=capacity,
+    )
+    doc, folder = run_bench(Cluster.from_file(spec_file), opts, console)
+    report.write(doc, folder)
+    if as_json:
+        sys.stdout.write(json.dumps(doc, indent=2, default=str) + "\n")
+    else:
+        report.print_tables(doc, out)
+        out.print(f"bench: {folder / 'bench.md'}  {folder / 'bench.html'}  {folder / 'bench.json'}")
+    accounting = [f["accounting_ok"] for r in doc["runs"].values() for f in r.values()]
+    if not all(accounting):
+        raise typer.Exit(1)

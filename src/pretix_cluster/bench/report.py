@@ -1,0 +1,237 @@
+"""The bench's tables, once as data, then as Markdown, HTML and rich tables on the terminal."""
+
+from __future__ import annotations
+
+from html import escape
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+Tables = list[tuple[str, list[str], list[list[str]]]]
+
+
+def _f(x: Any, fmt: str = "{:.1f}") -> str:
+    return "-" if x is None else fmt.format(x)
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{x * 100:.2f} %"
+
+
+def tables(doc: dict[str, Any]) -> Tables:
+    """(title, header, rows) for every table of the bench."""
+    out: Tables = []
+    runs = doc["runs"]
+    for scenario in sorted({s for r in runs.values() for s in r}):
+        rows = []
+        base = runs.get("baseline", {}).get(scenario)
+        clus = runs.get("cluster", {}).get(scenario)
+        cmp_ = doc["comparison"].get(scenario, {})
+        ratios = {p["phase"]: p for p in cmp_.get("phases", [])}
+        names = [p["phase"] for p in (clus or base)["phases"]]
+        for name in names:
+            b = _phase(base, name)
+            c = _phase(clus, name)
+            r = ratios.get(name, {})
+            rows.append(
+                [
+                    name,
+                    _f((c or b or {}).get("target_per_min"), "{:g}"),
+                    _f(b and b["completed_per_min"]),
+                    _pct(b and b["failure_rate"]),
+                    _f(b and b["p95_s"], "{:.2f}"),
+                    _f(c and c["completed_per_min"]),
+                    _pct(c and c["failure_rate"]),
+                    _f(c and c["p95_s"], "{:.2f}"),
+                    _f(r.get("completed_per_min"), "{:.2f}"),
+                    _f(r.get("p95_s"), "{:.2f}"),
+                ]
+            )
+        rows.append(
+            [
+                "sustained (≤1 % failures)",
+                "",
+                _f(base and base["sustained_per_min"]) + _at(base),
+                "",
+                _f(base and base["sustained_p95_s"], "{:.2f}"),
+                _f(clus and clus["sustained_per_min"]) + _at(clus),
+                "",
+                _f(clus and clus["sustained_p95_s"], "{:.2f}"),
+                _f(cmp_.get("sustained_per_min"), "{:.2f}"),
+                _f(cmp_.get("p95_s"), "{:.2f}")
+                + (f" (at {cmp_['p95_phase']})" if cmp_.get("p95_phase") else ""),
+            ]
+        )
+        head = ["phase", "target/min", "base /min", "base fail", "base p95 s"]
+        head += ["cluster /min", "cluster fail", "cluster p95 s", "ratio /min", "ratio p95"]
+        out.append((f"{scenario} flow: baseline vs cluster", head, rows))
+
+    flows = [
+        [
+            f"{system} {scenario}",
+            _f(f["sustained_per_min"]) + _at(f),
+            _f(f["sustained_p95_s"], "{:.2f}"),
+            _f(f["cpu_s_per_purchase_total"], "{:.3f}"),
+            _f(f["cores_avg"], "{:.2f}"),
+            _f(f["generator_cores_avg"], "{:.2f}"),
+            {True: "ok", False: "FAILED"}.get(f["accounting_ok"], "-"),
+        ]
+        for system, by_scenario in runs.items()
+        for scenario, f in by_scenario.items()
+    ]
+    head = ["run", "sustained /min", "p95 s", "CPU-s/purchase", "cores avg", "generator cores"]
+    out.append(("shop flow vs API flow", [*head, "accounting"], flows))
+
+    components = sorted(
+        {c for r in runs.values() for f in r.values() for c in f["cpu_s_per_purchase"]}
+    )
+    columns = [(s, sc) for s, r in runs.items() for sc in r]
+    rows = [
+        [c, *(_f(runs[s][sc]["cpu_s_per_purchase"].get(c), "{:.4f}") for s, sc in columns)]
+        for c in components
+    ]
+    out.append(
+        (
+            "CPU-seconds per completed purchase by component (net of idle)",
+            ["component", *(f"{s} {sc}" for s, sc in columns)],
+            rows,
+        )
+    )
+
+    sat = doc.get("saturation")
+    if sat:
+        rows = [
+            [
+                c,
+                _f(v["cores"], "{:.2f}"),
+                _pct(v["share"]),
+                _f(v["limit_cores"], "{:g}"),
+                _pct(v["utilisation"]),
+            ]
+            for c, v in sat["components"].items()
+        ]
+        out.append(
+            (
+                f"cluster at {sat['phase']}: first to saturate: {sat['first']} ({sat['why']})",
+                ["component", "cores", "share", "can use cores", "utilisation"],
+                rows,
+            )
+        )
+    cap = doc.get("capacity")
+    if cap:
+        rows = [
+            [
+                c,
+                _f(cap["cpu_s_per_purchase"][c], "{:.4f}"),
+                _f(cap["cores_by_component"][c], "{:.2f}"),
+                str(cap["replicas"].get(c, {}).get("replicas", "")),
+            ]
+            for c in cap["cores_by_component"]
+        ]
+        rows.append(["total", "", _f(cap["cores_total"], "{:.2f}"), ""])
+        out.append(
+            (
+                f"capacity for {cap['rate_per_min']:g} purchases/min "
+                f"(utilisation {cap['utilisation']:g})",
+                ["component", "CPU-s/purchase", "cores", "replicas"],
+                rows,
+            )
+        )
+    return out
+
+
+def _phase(figures: dict[str, Any] | None, name: str) -> dict[str, Any] | None:
+    if not figures:
+        return None
+    return next((p for p in figures["phases"] if p["phase"] == name), None)
+
+
+def _at(figures: dict[str, Any] | None) -> str:
+    return f" ({figures['sustained_phase']})" if figures and figures["sustained_phase"] else ""
+
+
+def _intro(doc: dict[str, Any]) -> list[str]:
+    lines = [
+        f"Phases 0.5x/1x/2x/10x of {doc['target_per_min']:g} purchases/min, "
+        f"{doc['duration_s']:.0f} s per run, on {doc['host_cores']} cores"
+        + (", the other stack paused while one is measured." if doc["isolated"] else "."),
+        "Cluster: " + "; ".join(f"{k} {v}" for k, v in doc["cluster_shape"].items()) + ".",
+        "Baseline: " + "; ".join(f"{k} {v}" for k, v in doc["baseline_shape"].items()) + ".",
+    ]
+    return lines
+
+
+def markdown(doc: dict[str, Any]) -> str:
+    lines = ["# pretix-cluster bench", "", *(f"{x}  " for x in _intro(doc)), ""]
+    for title, head, rows in tables(doc):
+        lines += [f"## {title}", "", "| " + " | ".join(head) + " |"]
+        lines.append("|" + "|".join("---" for _ in head) + "|")
+        lines += ["| " + " | ".join(row) + " |" for row in rows]
+        lines.append("")
+    if doc.get("capacity"):
+        lines += ["## capacity arithmetic", "", "```", *doc["capacity"]["arithmetic"], "```", ""]
+    lines += _warnings(doc)
+    return "\n".join(lines)
+
+
+def html(doc: dict[str, Any]) -> str:
+    parts = [
+        "<!doctype html><meta charset='utf-8'><title>pretix-cluster bench</title>",
+        "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;"
+        "margin-bottom:1.5em}td,th{border:1px solid #ccc;padding:.3em .6em;text-align:right}"
+        "td:first-child,th:first-child{text-align:left}pre{background:#f6f6f6;padding:1em}</style>",
+        "<h1>pretix-cluster bench</h1>",
+        *(f"<p>{escape(x)}</p>" for x in _intro(doc)),
+    ]
+    for title, head, rows in tables(doc):
+        parts.append(f"<h2>{escape(title)}</h2><table><tr>")
+        parts += [f"<th>{escape(h)}</th>" for h in head]
+        parts.append("</tr>")
+        for row in rows:
+            parts.append("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in row) + "</tr>")
+        parts.append("</table>")
+    if doc.get("capacity"):
+        arithmetic = escape("\n".join(doc["capacity"]["arithmetic"]))
+        parts.append(f"<h2>capacity arithmetic</h2><pre>{arithmetic}</pre>")
+    parts += [f"<p>{escape(w)}</p>" for w in _warnings(doc)]
+    links = [
+        f"<li><a href='{escape(system)}-{escape(sc)}/report.html'>{escape(system)} {escape(sc)}"
+        "</a></li>"
+        for system, r in doc["runs"].items()
+        for sc in r
+    ]
+    parts.append("<h2>load-test reports</h2><ul>" + "".join(links) + "</ul>")
+    return "\n".join(parts) + "\n"
+
+
+def _warnings(doc: dict[str, Any]) -> list[str]:
+    return [
+        f"warning ({system} {scenario}): {w}"
+        for system, r in doc["runs"].items()
+        for scenario, f in r.items()
+        for w in f["warnings"]
+    ]
+
+
+def write(doc: dict[str, Any], folder: Path) -> None:
+    (folder / "bench.md").write_text(markdown(doc))
+    (folder / "bench.html").write_text(html(doc))
+
+
+def print_tables(doc: dict[str, Any], console: Console) -> None:
+    for line in _intro(doc):
+        console.print(line)
+    for title, head, rows in tables(doc):
+        t = Table(title=title, title_justify="left")
+        for i, h in enumerate(head):
+            t.add_column(h, justify="left" if i == 0 else "right")
+        for row in rows:
+            t.add_row(*row)
+        console.print(t)
+    if doc.get("capacity"):
+        for line in doc["capacity"]["arithmetic"]:
+            console.print(f"  {line}")
+    for w in _warnings(doc):
+        console.print(f"[yellow]{w}[/]")

@@ -1,0 +1,195 @@
+"""The bench's sequence: the baseline's runs, then the cluster's, never both at once.
+
+1. pause the cluster (every service to 0 replicas; data, secrets and networks
+   stay) so that the baseline has the machine's cores to itself;
+2. `up` the baseline (deploy, migrations, the same demo shop and API token);
+3. the load runs against the baseline, one per scenario (shop, api);
+4. pause the baseline, `up` the cluster again (restores its replicas);
+5. the same load runs against the cluster;
+6. analysis and reports. The baseline stays paused (or is purged on request);
+   the cluster is left running, also after a failure in between.
+
+The load is the load test's ``phases`` shape: 0.5x, 1x, 2x and 10x of a target
+in purchases/min, each phase a quarter of the run. The default target
+(``[bench] target``, 30/min) comes from this 2-core machine: the untuned
+cluster held ~37 purchases/min with 20 buyers, so 1x sits just below that
+knee, 0.5x is light load, 2x is past it and 10x is overload. A fixed target
+(rather than one calibrated per run) is what makes the two systems see the
+same offered load and runs on different days comparable; pass ``--target``
+for a bigger machine or a tuned cluster.
+
+Every step is bounded: `up` by its own timeouts, each load run by its plan
+plus the runner's hard deadline, pausing by :data:`~.stacks.PAUSE_TIMEOUT`.
+All traffic goes to 127.0.0.1 (the stacks' published ports).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from pretix_cluster import bootstrap
+from pretix_cluster.bench import analysis, stacks
+from pretix_cluster.bench.stacks import BaselineCluster
+from pretix_cluster.cluster import Cluster
+from pretix_cluster.errors import UserError
+from pretix_cluster.loadtest.runner import LoadOptions, run_loadtest
+
+SYSTEMS = ("baseline", "cluster")
+SCENARIOS = ("shop", "api")
+CAPACITY_TARGET = 800.0  # purchases/min the customer plans for (issue 3)
+
+
+@dataclasses.dataclass
+class BenchOptions:
+    target: float | None = None  # purchases/min at 1x; None: [bench] target of the spec
+    duration: float = 480.0  # seconds per load run (four phases)
+    scenarios: tuple[str, ...] = SCENARIOS
+    systems: tuple[str, ...] = SYSTEMS
+    max_users: int = 500
+    isolate: bool = True  # pause the stack that is not measured
+    purge_baseline: bool = False
+    out: Path | None = None
+    capacity_target: float = CAPACITY_TARGET
+
+
+def run_bench(cluster: Cluster, opts: BenchOptions, console: Console) -> tuple[dict, Path]:
+    """Run the whole bench; returns the bench document and its folder."""
+    _validate(opts)
+    baseline = BaselineCluster.of(cluster)
+    target = opts.target or cluster.spec.bench.target
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
+    out = (opts.out or Path("results") / f"bench-{stamp}").resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    say = console.print
+    runs: dict[str, dict[str, Any]] = {s: {} for s in opts.systems}
+    targets = {"baseline": baseline, "cluster": cluster}
+    cluster_paused = False
+    progress = _progress(console)
+    say(
+        f"bench: {', '.join(opts.systems)} x {', '.join(opts.scenarios)}, phases 0.5x/1x/2x/10x "
+        f"of {target:g} purchases/min, {opts.duration:.0f} s per run -> {out}"
+    )
+    try:
+        for system in opts.systems:
+            measured, other = targets[system], targets[_other(system)]
+            if opts.isolate:
+                stacks.pause(other, progress)
+                cluster_paused = cluster_paused or other is cluster
+            say(f"[bold]{system}[/] ({measured.stack}, {measured.spec.local_url()}): up")
+            bootstrap.up(measured, progress)
+            if measured is cluster:
+                cluster_paused = False
+            for scenario in opts.scenarios:
+                say(f"[bold]{system}[/]: {scenario} flow")
+                result = run_loadtest(
+                    measured,
+                    LoadOptions(
+                        scenario=scenario,
+                        shape="phases",
+                        target=target,
+                        duration=opts.duration,
+                        max_users=opts.max_users,
+                        out=out / f"{system}-{scenario}",
+                    ),
+                    console,
+                )
+                runs[system][scenario] = analysis.system_figures(
+                    result.summary, _samples(result.out), os.cpu_count() or 1
+                )
+        if opts.isolate and "baseline" in opts.systems:
+            stacks.pause(baseline, progress)
+    finally:
+        if cluster_paused:
+            say(f"bringing {cluster.stack} back up")
+            bootstrap.up(cluster, progress)
+    if opts.purge_baseline:
+        stacks.purge(baseline, progress)
+    document = build_document(cluster, baseline, opts, target, runs)
+    (out / "bench.json").write_text(json.dumps(document, indent=2, default=str) + "\n")
+    return document, out
+
+
+def build_document(
+    cluster: Cluster,
+    baseline: Cluster,
+    opts: BenchOptions,
+    target: float,
+    runs: dict[str, dict[str, Any]],
+) -> dict[str, Any]:
+    """bench.json: both systems' runs, their ratios, saturation and the capacity model."""
+    host_cores = os.cpu_count() or 1
+    spec = cluster.spec
+    comparison = {
+        scenario: analysis.compare(runs["baseline"][scenario], runs["cluster"][scenario])
+        for scenario in opts.scenarios
+        if scenario in runs.get("baseline", {}) and scenario in runs.get("cluster", {})
+    }
+    shop = runs.get("cluster", {}).get("shop") or next(iter(runs.get("cluster", {}).values()), None)
+    return {
+        "created_at": dt.datetime.now(dt.UTC).isoformat(),
+        "host_cores": host_cores,
+        "target_per_min": target,
+        "duration_s": opts.duration,
+        "isolated": opts.isolate,
+        "stacks": {"baseline": baseline.stack, "cluster": cluster.stack},
+        "cluster_shape": {
+            "web": f"{spec.web.replicas} x {spec.web.gunicorn_workers} gunicorn workers "
+            f"x {spec.web.gunicorn_threads} threads",
+            "worker": f"{spec.worker.replicas} x {spec.worker.concurrency} celery processes",
+            "postgres": f"{spec.postgres.nodes} Patroni nodes, "
+            f"synchronous={spec.postgres.synchronous}",
+            "redis": f"{spec.redis.nodes} nodes + {spec.redis.sentinels} sentinels",
+        },
+        "baseline_shape": {
+            "web": f"1 container: {spec.web.gunicorn_workers} gunicorn workers x "
+            f"{spec.web.gunicorn_threads} threads + {spec.worker.concurrency} celery processes",
+            "postgres": "1 plain PostgreSQL 15, same parameters",
+            "redis": "1 Redis, no replicas, no Sentinel",
+        },
+        "runs": runs,
+        "comparison": comparison,
+        "saturation": analysis.saturation(shop, spec, host_cores) if shop else None,
+        "capacity": analysis.capacity_model(shop, spec, opts.capacity_target)
+        if shop and shop["sustained_per_min"]
+        else None,
+    }
+
+
+def _validate(opts: BenchOptions) -> None:
+    bad = [s for s in opts.systems if s not in SYSTEMS] + [
+        s for s in opts.scenarios if s not in SCENARIOS
+    ]
+    if bad or not opts.systems or not opts.scenarios:
+        raise UserError(
+            f"--systems takes {' and/or '.join(SYSTEMS)}, --scenarios {' and/or '.join(SCENARIOS)}"
+            f"{f' (not {bad[0]})' if bad else ''}."
+        )
+    if opts.target is not None and opts.target <= 0:
+        raise UserError("--target must be a positive number of purchases per minute.")
+
+
+def _other(system: str) -> str:
+    return "cluster" if system == "baseline" else "baseline"
+
+
+def _samples(out: Path) -> dict[str, Any] | None:
+    path = out / "samples.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _progress(console: Console):
+    last = [""]
+
+    def progress(message: str) -> None:
+        if message != last[0]:
+            console.log(message, style="dim")
+            last[0] = message
+
+    return progress

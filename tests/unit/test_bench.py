@@ -1,0 +1,295 @@
+"""The bench's pure parts: the baseline stack, and the arithmetic over load-test summaries."""
+
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pretix_cluster.bench import analysis, report
+from pretix_cluster.bench.stacks import BaselineCluster
+from pretix_cluster.cluster import Cluster
+from pretix_cluster.images.build import COMPONENTS, ImageSet
+from pretix_cluster.render.baseline import (
+    baseline_spec,
+    postgres_parameters,
+    render_baseline_files,
+    render_baseline_stack,
+)
+from pretix_cluster.render.configs import render_files
+from pretix_cluster.render.stack import dump_stack, render_stack
+from pretix_cluster.secrets import SecretStore
+from pretix_cluster.spec import ClusterSpec, parse_spec
+
+IMAGES = ImageSet({c: f"pretix-cluster/{c}:unit" for c in COMPONENTS})
+
+
+@pytest.fixture
+def values(tmp_path):
+    return SecretStore(tmp_path / "secrets").ensure_all()
+
+
+@pytest.fixture
+def spec():
+    return parse_spec(
+        {
+            "cluster": {"name": "shop", "url": "https://tickets.example.org"},
+            "nginx": {"port": 9000},
+            "web": {"gunicorn_workers": 3, "gunicorn_threads": 2},
+            "worker": {"concurrency": 5},
+            "postgres": {"max_connections": 150, "shared_buffers": "256MB"},
+        }
+    )
+
+
+@pytest.fixture
+def base(spec, tmp_path):
+    return baseline_spec(spec, tmp_path / "baseline")
+
+
+@pytest.fixture
+def files(base, values):
+    return render_baseline_files(base, values)
+
+
+@pytest.fixture
+def stack(base, files, values):
+    return render_baseline_stack(base, IMAGES, files, postgres_parameters(base, values))
+
+
+# --- the baseline stack ---------------------------------------------------------
+
+
+def test_docker_stack_config_accepts_the_baseline(stack, tmp_path):
+    path = tmp_path / "baseline.yml"
+    path.write_text(dump_stack(stack))
+    result = subprocess.run(
+        ["docker", "stack", "config", "-c", str(path)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert set(yaml.safe_load(result.stdout)["services"]) == {"pg", "redis", "web", "nginx"}
+
+
+def test_name_port_url_and_state_derive_from_the_spec(spec, base, tmp_path):
+    assert base.stack == "shop-base"
+    assert base.nginx.port == spec.nginx.port + 1
+    assert base.cluster.url == f"http://127.0.0.1:{spec.nginx.port + 1}"
+    assert base.state_path(Path("/elsewhere")) == tmp_path / "baseline"
+    explicit = spec.model_copy(
+        update={"bench": spec.bench.model_copy(update={"baseline_port": 9500})}
+    )
+    assert baseline_spec(explicit, tmp_path).nginx.port == 9500
+
+
+def test_only_nginx_publishes_the_baseline_port(stack, base):
+    published = {name: s["ports"] for name, s in stack["services"].items() if s.get("ports")}
+    assert list(published) == ["nginx"]
+    assert published["nginx"][0]["published"] == base.nginx.port
+
+
+def test_one_pretix_container_runs_web_and_worker_with_the_clusters_settings(stack, spec):
+    cluster = render_stack(
+        spec,
+        IMAGES,
+        render_files(spec, _fake_values()),
+    )
+    app = stack["services"]["web"]
+    assert app["command"] == ["standalone"]
+    assert app["deploy"]["replicas"] == 1
+    assert app["healthcheck"]["test"][-1] == "standalone"
+    expected = (
+        cluster["services"]["web"]["environment"] | cluster["services"]["worker"]["environment"]
+    )
+    assert app["environment"] == expected
+    assert app["environment"]["PRETIX_GUNICORN_WORKERS"] == str(spec.web.gunicorn_workers)
+    assert app["environment"]["PRETIX_CELERY_CONCURRENCY"] == str(spec.worker.concurrency)
+
+
+def test_plain_postgres_gets_the_clusters_parameters_and_is_not_patroni(stack, base, values):
+    pg = stack["services"]["pg"]
+    assert pg["command"][0] == "pg-standalone"
+    options = dict(o.split("=", 1) for o in pg["command"][2::2])
+    assert options == {k: str(v) for k, v in postgres_parameters(base, values).items()}
+    assert options["max_connections"] == str(base.postgres.max_connections)
+    assert "PATRONI_NAME" not in (pg.get("environment") or {})
+    assert pg["stop_signal"] == "SIGINT"
+
+
+def test_plain_redis_has_no_sentinel_and_needs_no_replica(stack):
+    services = stack["services"]
+    assert not any(name.startswith("sentinel") for name in services)
+    env = services["redis"]["environment"]
+    assert env["REDIS_NODES"] == "redis"
+    assert env["REDIS_MIN_REPLICAS_TO_WRITE"] == "0"
+    assert [s for s in env["REDIS_SENTINELS"].split(",") if s] == []
+
+
+def test_pretix_cfg_points_straight_at_postgres_and_redis(files, values):
+    cfg = files["pretix.cfg"].content
+    assert "host=pg\n" in cfg
+    assert "redis://redis:6379/0" in cfg
+    assert "haproxy" not in cfg
+    assert "[replica]" not in cfg
+    assert values["pg_pretix_password"] in cfg
+
+
+def test_no_secret_value_in_the_baseline_stack_or_its_configs(stack, files, values):
+    rendered = dump_stack(stack) + "".join(f.content for f in files.values() if not f.secret)
+    for name, value in values.items():
+        assert value not in rendered, name
+
+
+def test_baseline_cluster_has_its_own_stack_and_state(tmp_path):
+    cluster = Cluster(ClusterSpec(), tmp_path)
+    baseline = BaselineCluster.of(cluster)
+    assert baseline.stack == f"{cluster.stack}-base"
+    assert baseline.state_dir == cluster.state_dir / "baseline"
+    assert baseline.data_tier() == {f"{baseline.stack}_pg", f"{baseline.stack}_redis"}
+    assert baseline.spec.local_url() != cluster.spec.local_url()
+
+
+def _fake_values():
+    from pretix_cluster.secrets import SECRET_NAMES
+
+    return {name: f"value-of-{name}-0123456789" for name in SECRET_NAMES}
+
+
+# --- the arithmetic ------------------------------------------------------------------
+
+
+def test_cpu_in_window_interpolates_between_samples():
+    samples = [(0.0, {"web": 0.0}), (10.0, {"web": 10.0}), (20.0, {"web": 30.0})]
+    assert analysis.cpu_in_window(samples, 5.0, 15.0) == {"web": pytest.approx(15.0)}
+    assert analysis.cpu_in_window(samples, -5.0, 40.0) == {"web": pytest.approx(30.0)}
+    assert analysis.cpu_in_window(samples[:1], 0.0, 10.0) == {}
+
+
+def _phase(name, mult, per_min, failure_rate, p95, steady=True, window=(0.0, 60.0)):
+    return {
+        "phase": name,
+        "multiplier": mult,
+        "target_per_min": 10 * mult,
+        "buyers": 2,
+        "steady": steady,
+        "window_s": list(window),
+        "completed_per_min": per_min,
+        "failure_rate": failure_rate,
+        "purchase_s": {"p95": p95},
+    }
+
+
+def _summary(phases, cpu_per_purchase, scenario="shop"):
+    from pretix_cluster.loadtest.report import sustained
+
+    return {
+        "run": {"scenario": scenario, "stack": "x", "out": "/tmp/x"},
+        "purchases": {"completed": 100, "failure_rate_excluding_sold_out": 0.0},
+        "throughput": {"phases": phases, "sustained": sustained(phases)},
+        "latency_s": {"purchase": {"p95": 3.0}},
+        "cpu": {
+            "cluster_by_component": {
+                c: {"cpu_s_per_purchase_net_of_idle": v} for c, v in cpu_per_purchase.items()
+            },
+            "cluster_cpu_s_per_purchase": sum(cpu_per_purchase.values()),
+            "cluster_cores_avg": 1.0,
+            "generator_cores_avg": 0.2,
+        },
+        "accounting": {"ok": True},
+        "warnings": [],
+    }
+
+
+def _figures(phases, cpu=None, samples=None):
+    cpu = cpu or {"web": 0.6, "worker": 0.3, "pg": 0.2}
+    return analysis.system_figures(_summary(phases, cpu), samples, 2)
+
+
+def test_sustained_is_the_best_phase_within_one_percent_and_ratios_divide():
+    base = _figures(
+        [
+            _phase("0.5x", 0.5, 5.0, 0.0, 2.0),
+            _phase("1x", 1, 9.0, 0.0, 4.0),
+            _phase("2x", 2, 12.0, 0.05, 9.0),
+        ]
+    )
+    clus = _figures(
+        [
+            _phase("0.5x", 0.5, 5.0, 0.0, 1.0),
+            _phase("1x", 1, 10.0, 0.0, 2.0),
+            _phase("2x", 2, 18.0, 0.01, 3.0),
+        ]
+    )
+    assert base["sustained_per_min"] == 9.0 and clus["sustained_per_min"] == 18.0
+    cmp_ = analysis.compare(base, clus)
+    assert cmp_["sustained_per_min"] == 2.0
+    # p95 is compared at the heaviest phase both held: the same offered load
+    assert cmp_["p95_phase"] == "1x" and cmp_["p95_s"] == 0.5
+    assert [p["phase"] for p in cmp_["phases"]] == ["0.5x", "1x", "2x"]
+    assert analysis.ratio(1.0, 0) is None and analysis.ratio(None, 2.0) is None
+
+
+def test_phase_cores_come_from_the_samples_in_the_steady_window():
+    samples = {"t_start": 100.0, "cluster": [[100.0, {"web": 0.0}], [160.0, {"web": 60.0}]]}
+    fig = _figures([_phase("1x", 1, 10.0, 0.0, 2.0, window=(0.0, 30.0))], samples=samples)
+    assert fig["phases"][0]["cores_by_component"] == {"web": 1.0}
+
+
+def _with_cores(cores, mult=2):
+    return {
+        "phases": [
+            {"steady": True, "multiplier": mult, "phase": f"{mult}x", "cores_by_component": cores}
+        ],
+        "generator_cores_avg": 0.1,
+    }
+
+
+def test_first_to_saturate_is_the_fullest_process_pool_unless_the_host_is_busy():
+    spec = ClusterSpec.model_validate({"web": {"replicas": 2, "gunicorn_workers": 2}})
+    # web may use min(2 cores, 4 processes) = 2 cores, worker min(2, 4) = 2
+    sat = analysis.saturation(_with_cores({"web": 0.4, "worker": 0.9, "pg": 0.1}), spec, 2)
+    assert sat["first"] == "worker" and sat["host_busy"] < analysis.HOST_BUSY
+    one = ClusterSpec.model_validate({"web": {"replicas": 1, "gunicorn_workers": 1}})
+    assert analysis.saturation(_with_cores({"web": 0.8, "worker": 0.5}), one, 2)["first"] == "web"
+    busy = analysis.saturation(_with_cores({"web": 1.2, "worker": 0.5, "pg": 0.2}), spec, 2)
+    assert busy["first"] == "web" and "host" in busy["why"]
+
+
+def test_capacity_model_takes_the_larger_of_cpu_and_process_slots():
+    spec = ClusterSpec.model_validate(
+        {"web": {"replicas": 2, "gunicorn_workers": 2}, "worker": {"replicas": 2, "concurrency": 2}}
+    )
+    fig = {"cpu_s_per_purchase": {"web": 0.6, "worker": 0.3, "pg": 0.15}, "sustained_per_min": 40.0}
+    cap = analysis.capacity_model(fig, spec, 800.0, utilisation=0.5)
+    # 800/min = 13.33/s; web 13.33 * 0.6 / (0.5 * 2) = 8 -> 8 replicas by CPU;
+    # 4 processes * 800 / 40 / 2 = 40 replicas by process slots
+    assert cap["replicas"]["web"] == {
+        "by_cpu": 8,
+        "by_process_slots": 40,
+        "replicas": 40,
+        "processes_per_replica": 2,
+    }
+    assert cap["cores_by_component"]["pg"] == pytest.approx(4.0)
+    assert cap["cores_total"] == pytest.approx(800 / 60 * 1.05 / 0.5, abs=0.02)
+    assert any("replicas by CPU" in line for line in cap["arithmetic"])
+
+
+def test_reports_render_every_table():
+    phases = [_phase("0.5x", 0.5, 5.0, 0.0, 2.0), _phase("1x", 1, 9.0, 0.0, 4.0)]
+    runs = {"baseline": {"shop": _figures(phases)}, "cluster": {"shop": _figures(phases)}}
+    doc = {
+        "host_cores": 2,
+        "target_per_min": 10,
+        "duration_s": 60,
+        "isolated": True,
+        "cluster_shape": {"web": "2 x 2"},
+        "baseline_shape": {"web": "1"},
+        "runs": runs,
+        "comparison": {"shop": analysis.compare(runs["baseline"]["shop"], runs["cluster"]["shop"])},
+        "saturation": None,
+        "capacity": analysis.capacity_model(runs["cluster"]["shop"], ClusterSpec(), 800.0),
+    }
+    md = report.markdown(doc)
+    assert "## shop flow: baseline vs cluster" in md
+    assert "| sustained (≤1 % failures) |  | 9.0 (1x) |" in md
+    assert "capacity for 800 purchases/min" in md
+    assert "<table>" in report.html(doc)
