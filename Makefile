@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 CLI := $(VENV)/bin/pretix-cluster
 PYTEST := $(VENV)/bin/pytest
 
-.PHONY: docker up test loadtest unit integration lint format down purge status
+.PHONY: docker up test loadtest bench chaos unit integration lint format down purge status
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -38,6 +38,19 @@ test: $(VENV)/.installed
 # A load run against the running cluster (cluster.toml): phases 0.5x..10x of the target.
 loadtest: $(VENV)/.installed
 	$(CLI) loadtest --shape phases --target 800 --duration 3m
+
+# The benchmark (not part of `make test`): a single-node baseline stack and the cluster of
+# cluster.toml under the same load, back to back; brings both up as needed (the one not
+# measured is paused), leaves the cluster running. Results in results/bench-<stamp>/.
+bench: $(VENV)/.installed
+	./scripts/ensure-docker.sh
+	$(CLI) bench
+
+# Every chaos scenario against the running cluster of cluster.toml (it disturbs it on purpose;
+# scenario 11 restarts the Docker daemon). Results in results/chaos-<stamp>/.
+chaos: $(VENV)/.installed
+	./scripts/ensure-docker.sh
+	$(CLI) chaos run all
 
 unit: $(VENV)/.installed
 	$(PYTEST) tests/unit

@@ -1,6 +1,6 @@
 """`pretix-cluster bench`: the Typer command (mounted by the main CLI as a sub-app callback).
 
-Exit codes: 0 when every run's accounting held, 1 when one did not, 2 for
+Exit codes: 0 when every run ran and its accounting held, 1 otherwise, 2 for
 operator errors (:class:`~pretix_cluster.errors.UserError`).
 """
 
@@ -17,7 +17,6 @@ from rich.console import Console
 from pretix_cluster.bench import report
 from pretix_cluster.bench.runner import CAPACITY_TARGET, BenchOptions, run_bench
 from pretix_cluster.cluster import Cluster
-from pretix_cluster.errors import UserError
 from pretix_cluster.loadtest.cli import parse_duration
 from pretix_cluster.spec import DEFAULT_SPEC_FILE
 
@@ -59,9 +58,10 @@ def bench(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print bench.json")] = False,
 ) -> None:
-    """Run the same load against a single-node baseline and the cluster, back to back."""
-    if not spec_file.exists():
-        raise UserError(f"{spec_file} does not exist: pass --spec or run `pretix-cluster init`.")
+    """Run the same load against a single-node baseline and the cluster, back to back.
+
+    Like `up`, a missing spec file means the defaults; both stacks are brought up as needed.
+    """
     opts = BenchOptions(
         target=target,
         duration=parse_duration(duration),
@@ -81,5 +81,5 @@ def bench(
         report.print_tables(doc, out)
         out.print(f"bench: {folder / 'bench.md'}  {folder / 'bench.html'}  {folder / 'bench.json'}")
     accounting = [f["accounting_ok"] for r in doc["runs"].values() for f in r.values()]
-    if not all(accounting):
+    if doc["errors"] or not all(accounting):
         raise typer.Exit(1)

@@ -207,7 +207,7 @@ def html(doc: dict[str, Any]) -> str:
 
 
 def _warnings(doc: dict[str, Any]) -> list[str]:
-    return [
+    return [f"run failed: {e}" for e in doc.get("errors", [])] + [
         f"warning ({system} {scenario}): {w}"
         for system, r in doc["runs"].items()
         for scenario, f in r.items()

@@ -69,6 +69,7 @@ def run_bench(cluster: Cluster, opts: BenchOptions, console: Console) -> tuple[d
     out.mkdir(parents=True, exist_ok=True)
     say = console.print
     runs: dict[str, dict[str, Any]] = {s: {} for s in opts.systems}
+    errors: list[str] = []
     targets = {"baseline": baseline, "cluster": cluster}
     cluster_paused = False
     progress = _progress(console)
@@ -79,8 +80,7 @@ def run_bench(cluster: Cluster, opts: BenchOptions, console: Console) -> tuple[d
     try:
         for system in opts.systems:
             measured, other = targets[system], targets[_other(system)]
-            if opts.isolate:
-                stacks.pause(other, progress)
+            if opts.isolate and stacks.pause(other, progress):
                 cluster_paused = cluster_paused or other is cluster
             say(f"[bold]{system}[/] ({measured.stack}, {measured.spec.local_url()}): up")
             bootstrap.up(measured, progress)
@@ -88,18 +88,22 @@ def run_bench(cluster: Cluster, opts: BenchOptions, console: Console) -> tuple[d
                 cluster_paused = False
             for scenario in opts.scenarios:
                 say(f"[bold]{system}[/]: {scenario} flow")
-                result = run_loadtest(
-                    measured,
-                    LoadOptions(
-                        scenario=scenario,
-                        shape="phases",
-                        target=target,
-                        duration=opts.duration,
-                        max_users=opts.max_users,
-                        out=out / f"{system}-{scenario}",
-                    ),
-                    console,
+                load = LoadOptions(
+                    scenario=scenario,
+                    shape="phases",
+                    target=target,
+                    duration=opts.duration,
+                    max_users=opts.max_users,
+                    out=out / f"{system}-{scenario}",
                 )
+                try:
+                    result = run_loadtest(measured, load, console)
+                except UserError as exc:
+                    # One run that cannot start (e.g. a failed calibration purchase) is a
+                    # finding about that system; the other runs still tell the rest.
+                    say(f"[bold red]{system} {scenario}: {exc}[/]")
+                    errors.append(f"{system} {scenario}: {exc}")
+                    continue
                 runs[system][scenario] = analysis.system_figures(
                     result.summary, _samples(result.out), os.cpu_count() or 1
                 )
@@ -111,7 +115,7 @@ def run_bench(cluster: Cluster, opts: BenchOptions, console: Console) -> tuple[d
             bootstrap.up(cluster, progress)
     if opts.purge_baseline:
         stacks.purge(baseline, progress)
-    document = build_document(cluster, baseline, opts, target, runs)
+    document = build_document(cluster, baseline, opts, target, runs) | {"errors": errors}
     (out / "bench.json").write_text(json.dumps(document, indent=2, default=str) + "\n")
     return document, out
 

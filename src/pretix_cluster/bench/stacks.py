@@ -14,6 +14,8 @@ import shutil
 import time
 from dataclasses import dataclass
 
+from docker.models.services import Service
+
 from pretix_cluster import swarm
 from pretix_cluster.cluster import Cluster
 from pretix_cluster.errors import UserError
@@ -26,7 +28,7 @@ from pretix_cluster.render.baseline import (
     render_baseline_stack,
 )
 from pretix_cluster.render.configs import ClusterFile
-from pretix_cluster.render.stack import dump_stack
+from pretix_cluster.render.stack import ROLE_LABEL, dump_stack
 
 BASELINE_STATE = "baseline"
 PAUSE_TIMEOUT = 180  # longer than the longest stop_grace_period (60 s)
@@ -62,23 +64,45 @@ def is_running(cluster: Cluster) -> bool:
     return bool(states) and all(s.healthy and s.desired > 0 for s in states)
 
 
-def pause(cluster: Cluster, progress: swarm.Progress) -> None:
+def pause(cluster: Cluster, progress: swarm.Progress) -> bool:
     """Scale every service of the stack to 0 and wait until its containers are gone.
 
-    Volumes, secrets and networks stay, so `ensure_up` brings it back in a
-    minute with its data. A stack that does not exist is left alone.
+    In order: pretix and nginx first (nothing talks to a vanishing database),
+    then the data tier, etcd last (Patroni can still drop its leader key).
+    Volumes, secrets and networks stay, so `bootstrap.up` brings the stack
+    back with its data. A stack that does not exist is left alone (False).
     """
-    client = cluster.client
-    services = swarm.stack_services(client, cluster.stack)
+    services = swarm.stack_services(cluster.client, cluster.stack)
     if not services:
-        return
-    progress(f"pausing {cluster.stack}: {len(services)} services to 0 replicas")
-    for service in services:
-        if service.attrs["Spec"].get("Mode", {}).get("Replicated", {}).get("Replicas") != 0:
-            service.scale(0)
-    label = {"label": f"{swarm.STACK_LABEL}={cluster.stack}", "status": "running"}
+        return False
+    data = cluster.data_tier()
+
+    def rank(service: Service) -> int:
+        if service.name not in data:
+            return 0
+        return 2 if service.attrs["Spec"].get("Labels", {}).get(ROLE_LABEL) == "etcd" else 1
+
+    for step in (0, 1, 2):
+        group = [s for s in services if rank(s) == step]
+        for service in group:
+            if service.attrs["Spec"].get("Mode", {}).get("Replicated", {}).get("Replicas") != 0:
+                service.scale(0)
+        _wait_stopped(cluster, {s.name for s in group}, progress)
+    return True
+
+
+def _wait_stopped(cluster: Cluster, names: set[str], progress: swarm.Progress) -> None:
     deadline = time.monotonic() + PAUSE_TIMEOUT
-    while running := client.api.containers(filters=label):
+    while True:
+        running = [
+            c
+            for c in cluster.client.api.containers(
+                filters={"status": "running", "label": f"{swarm.STACK_LABEL}={cluster.stack}"}
+            )
+            if c["Labels"].get("com.docker.swarm.service.name") in names
+        ]
+        if not running:
+            return
         if time.monotonic() > deadline:
             raise UserError(
                 f"{cluster.stack} still runs {len(running)} containers {PAUSE_TIMEOUT} s after "
