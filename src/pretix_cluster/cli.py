@@ -17,6 +17,7 @@ from rich.table import Table
 from pretix_cluster import bootstrap, swarm
 from pretix_cluster import status as status_module
 from pretix_cluster.bench import cli as bench_cli
+from pretix_cluster.chaos import cli as chaos_cli
 from pretix_cluster.cluster import Cluster
 from pretix_cluster.errors import UserError
 from pretix_cluster.images import build as image_build
@@ -32,6 +33,7 @@ console = Console(stderr=True, log_path=False, soft_wrap=True)
 out = Console(soft_wrap=True)
 
 app.add_typer(loadtest_cli.app, name="loadtest")
+app.add_typer(chaos_cli.app, name="chaos")
 app.add_typer(bench_cli.app, name="bench")
 
 SpecOption = Annotated[

@@ -10,9 +10,11 @@ from __future__ import annotations
 import csv
 import io
 import json
+import subprocess
 from dataclasses import asdict, dataclass, field
 
 import httpx
+from docker.models.containers import Container
 
 from pretix_cluster import swarm
 from pretix_cluster.cluster import Cluster
@@ -68,28 +70,37 @@ def _services(cluster: Cluster, status: Status) -> None:
             status.problems.append(f"{state.name}: {state.running}/{state.desired} running")
 
 
-def _exec_first(cluster: Cluster, candidates: list[str], command: list[str]) -> str | None:
+def _exec_first(
+    cluster: Cluster, candidates: list[str], command: list[str], timeout: float = 20
+) -> str | None:
     """Ask the first running container among the candidates; None when none answers."""
     for short in candidates:
         for container in swarm.running_containers(cluster.client, cluster.stack, short):
-            code, output = swarm.exec_in(container, command, timeout=20)
+            try:
+                code, output = swarm.exec_in(container, command, timeout=timeout)
+            except subprocess.TimeoutExpired:
+                continue
             if code == 0:
                 return output
     return None
 
 
-def _etcd(cluster: Cluster, status: Status) -> None:
-    spec = cluster.spec
-    command = [
+def etcdctl_command(cluster: Cluster, *args: str) -> list[str]:
+    """etcdctl against the member it runs in, with a short timeout, JSON output."""
+    port = cluster.spec.ports.etcd_client
+    return [
         "etcdctl",
-        f"--endpoints=http://127.0.0.1:{spec.ports.etcd_client}",
+        f"--endpoints=http://127.0.0.1:{port}",
         "--command-timeout=4s",
-        "endpoint",
-        "health",
-        "--cluster",
+        *args,
         "-w",
         "json",
     ]
+
+
+def _etcd(cluster: Cluster, status: Status) -> None:
+    spec = cluster.spec
+    command = etcdctl_command(cluster, "endpoint", "health", "--cluster")
     # etcdctl exits non-zero when any member is unhealthy; its JSON still says which.
     output = _exec_first(cluster, spec.etcd_members, ["sh", "-c", " ".join(command) + " || true"])
     line = next((x for x in (output or "").splitlines() if x.startswith("[")), None)
@@ -102,17 +113,29 @@ def _etcd(cluster: Cluster, status: Status) -> None:
         status.problems.append(f"etcd has {healthy} healthy members, expected {spec.etcd.members}")
 
 
-def _patroni(cluster: Cluster, status: Status) -> None:
-    spec = cluster.spec
-    probe = PATRONI_CLUSTER_PROBE.format(port=spec.ports.patroni)
-    output = _exec_first(cluster, spec.pg_nodes, ["python3", "-c", probe])
+def patroni_members(
+    cluster: Cluster, candidates: list[str] | None = None, timeout: float = 20
+) -> list[dict] | None:
+    """Patroni's /cluster members as the first answering node sees them; None: none answers."""
+    probe = PATRONI_CLUSTER_PROBE.format(port=cluster.spec.ports.patroni)
+    output = _exec_first(
+        cluster, candidates or cluster.spec.pg_nodes, ["python3", "-c", probe], timeout
+    )
     if output is None:
-        status.problems.append("no Patroni node answers")
-        return
+        return None
     members = json.loads(output).get("members", [])
-    status.patroni = [
+    return [
         {k: m.get(k) for k in ("name", "role", "state", "lag", "timeline", "host")} for m in members
     ]
+
+
+def _patroni(cluster: Cluster, status: Status) -> None:
+    spec = cluster.spec
+    members = patroni_members(cluster)
+    if members is None:
+        status.problems.append("no Patroni node answers")
+        return
+    status.patroni = members
     leaders = [m for m in members if m.get("role") == "leader" and m.get("state") == "running"]
     streaming = [m for m in members if m.get("role") != "leader" and m.get("state") == "streaming"]
     sync = [m for m in members if m.get("role") == "sync_standby"]
@@ -127,20 +150,32 @@ def _patroni(cluster: Cluster, status: Status) -> None:
         status.problems.append("PostgreSQL has no synchronous standby")
 
 
-def _redis(cluster: Cluster, status: Status) -> None:
+def sentinel_view(
+    cluster: Cluster, candidates: list[str] | None = None, timeout: float = 20
+) -> tuple[dict[str, str], list[dict[str, str]]] | None:
+    """Sentinel's master record and replica records; None when no Sentinel answers."""
     spec = cluster.spec
     name = spec.redis.master_name
     port = str(spec.ports.sentinel)
-    master = _exec_first(cluster, spec.sentinel_nodes, _sentinel_command(port, "master", name))
-    replicas = _exec_first(cluster, spec.sentinel_nodes, _sentinel_command(port, "replicas", name))
+    nodes = candidates or spec.sentinel_nodes
+    master = _exec_first(cluster, nodes, _sentinel_command(port, "master", name), timeout)
+    replicas = _exec_first(cluster, nodes, _sentinel_command(port, "replicas", name), timeout)
     if master is None or replicas is None:
+        return None
+    return _pairs(master.split("\n")), _records(replicas)
+
+
+def _redis(cluster: Cluster, status: Status) -> None:
+    spec = cluster.spec
+    view = sentinel_view(cluster)
+    if view is None:
         status.problems.append("no Sentinel answers")
         return
-    m = _pairs(master.split("\n"))
+    m, replica_records = view
     status.redis.append(
         {"name": m.get("ip"), "role": "master", "flags": m.get("flags"), "link": "-"}
     )
-    for r in _records(replicas):
+    for r in replica_records:
         status.redis.append(
             {
                 "name": r.get("ip"),
@@ -185,21 +220,34 @@ def _records(output: str) -> list[dict[str, str]]:
     return [_pairs(r) for r in records]
 
 
+def haproxy_servers(container: Container, timeout: float = 20) -> list[dict] | None:
+    """The server rows of one HAProxy's stats socket; None when it does not answer."""
+    try:
+        code, output = swarm.exec_in(container, HAPROXY_STAT_COMMAND, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return None
+    if code != 0:
+        return None
+    rows = list(csv.DictReader(io.StringIO(output.lstrip("# "))))
+    return [r for r in rows if r.get("svname") not in ("FRONTEND", "BACKEND", None)]
+
+
+def task_label(container: Container) -> str:
+    """`pretix_haproxy.1.abc` -> `1`: which replica, short enough for a table."""
+    return container.name.split(".")[1] if "." in container.name else container.name
+
+
 def _haproxy(cluster: Cluster, status: Status) -> None:
     containers = swarm.running_containers(cluster.client, cluster.stack, "haproxy")
     for container in containers:
-        code, output = swarm.exec_in(container, HAPROXY_STAT_COMMAND, timeout=20)
-        if code != 0:
+        servers = haproxy_servers(container)
+        if servers is None:
             status.problems.append(f"HAProxy {container.name[:30]} does not answer")
             continue
-        rows = list(csv.DictReader(io.StringIO(output.lstrip("# "))))
-        servers = [r for r in rows if r.get("svname") not in ("FRONTEND", "BACKEND", None)]
         for r in servers:
             status.haproxy.append(
                 {
-                    "haproxy": container.name.split(".")[1]
-                    if "." in container.name
-                    else container.name,
+                    "haproxy": task_label(container),
                     "backend": r["pxname"],
                     "server": r["svname"],
                     "status": r["status"],
@@ -220,12 +268,17 @@ def _check_single_active(status: Status, servers: list[dict]) -> None:
             status.problems.append(f"HAProxy backend {backend} has {up} servers UP, expected 1")
 
 
-def _healthcheck(cluster: Cluster, status: Status) -> None:
+def healthcheck(cluster: Cluster, timeout: float = 10) -> dict:
+    """pretix's /healthcheck/ through nginx on this machine: its status code or the error."""
     url = cluster.spec.local_url() + "/healthcheck/"
     try:
-        response = httpx.get(url, headers={"Host": cluster.spec.shop_netloc}, timeout=10)
-        status.healthcheck = {"url": url, "status": response.status_code}
+        response = httpx.get(url, headers={"Host": cluster.spec.shop_netloc}, timeout=timeout)
+        return {"url": url, "status": response.status_code}
     except httpx.HTTPError as exc:
-        status.healthcheck = {"url": url, "error": str(exc)[:120]}
+        return {"url": url, "error": str(exc)[:120]}
+
+
+def _healthcheck(cluster: Cluster, status: Status) -> None:
+    status.healthcheck = healthcheck(cluster)
     if status.healthcheck.get("status") != 200:
         status.problems.append(f"pretix /healthcheck/ through nginx: {status.healthcheck}")

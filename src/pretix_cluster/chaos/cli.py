@@ -1,0 +1,123 @@
+"""`pretix-cluster chaos`: list the scenarios, run one, several or all of them."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from pretix_cluster.chaos import report
+from pretix_cluster.chaos.runner import ChaosOptions, run_scenario
+from pretix_cluster.chaos.scenarios import SCENARIOS, select
+from pretix_cluster.cluster import Cluster
+from pretix_cluster.errors import UserError
+from pretix_cluster.spec import DEFAULT_SPEC_FILE
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Break the cluster under a purchase load and prove that no order is lost.",
+)
+console = Console(stderr=True, log_path=False, soft_wrap=True)
+out = Console(soft_wrap=True)
+
+
+@app.command("list")
+def list_scenarios() -> None:
+    """The scenarios, by number and name."""
+    table = Table(show_header=True, header_style="bold", box=None)
+    for column in ("#", "name", "what happens"):
+        table.add_column(column)
+    for s in SCENARIOS:
+        table.add_row(str(s.number), s.name, s.title)
+    out.print(table)
+
+
+@app.command("run")
+def run(
+    scenarios: Annotated[
+        list[str], typer.Argument(help="numbers or names (see `chaos list`), or `all`")
+    ],
+    spec_file: Annotated[
+        Path, typer.Option("--spec", "-f", help="the cluster spec", envvar="PRETIX_CLUSTER_SPEC")
+    ] = Path(DEFAULT_SPEC_FILE),
+    users: Annotated[int, typer.Option(help="concurrent buyers of the steady load")] = 8,
+    duration: Annotated[float, typer.Option(help="seconds of load per scenario")] = 150.0,
+    fault_at: Annotated[float, typer.Option(help="seconds of load before the fault")] = 40.0,
+    recover_timeout: Annotated[
+        float, typer.Option(help="seconds after the fault to be rejoined and healthy")
+    ] = 240.0,
+    results: Annotated[
+        Path | None, typer.Option("--out", help="results folder (default results/chaos-<stamp>/)")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print every scenario's JSON")] = False,
+) -> None:
+    """Run scenarios one after the other; exit 1 if any lost, oversold, duplicated or
+    did not recover."""
+    if not spec_file.exists():
+        raise UserError(f"{spec_file} does not exist: pass --spec or run `pretix-cluster init`.")
+    chosen = select(scenarios)
+    opts = ChaosOptions(
+        users=users, duration=duration, fault_at=fault_at, recover_timeout=recover_timeout
+    )
+    opts.validate()
+    cluster = Cluster.from_file(spec_file)
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
+    folder = (results or Path("results") / f"chaos-{stamp}").resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    meta = {"stack": cluster.stack, "users": users, "duration_s": duration, "fault_at_s": fault_at}
+    done: list[dict[str, Any]] = []
+    for scenario in chosen:
+        console.rule(f"{scenario.number}. {scenario.title}")
+        with console.status(f"{scenario.name}: starting") as spinner:
+            last = [""]
+
+            def say(message: str, spinner=spinner, last=last, name=scenario.name) -> None:
+                spinner.update(f"{name}: {message}")
+                if message.split(":")[0] != last[0].split(":")[0] and not message.startswith("+"):
+                    console.log(message, style="dim")
+                last[0] = message
+
+            figures = run_scenario(cluster, scenario, opts, folder, say)
+        done.append(figures)
+        path = report.write_scenario(folder, figures)
+        report.write_report(folder, done, meta)
+        _print_one(figures, path)
+        if as_json:
+            sys.stdout.write(json.dumps(figures, indent=2, default=str) + "\n")
+    html = report.write_report(folder, done, meta)
+    _print_table(done)
+    out.print(f"report: {html}")
+    if not all(f["verdict"]["passed"] for f in done):
+        raise typer.Exit(1)
+
+
+def _print_one(figures: dict[str, Any], path: Path) -> None:
+    cells = report.row(figures)
+    style = "green" if cells["verdict"] == "pass" else "bold red"
+    console.print(
+        f"[{style}]{cells['verdict']}[/] detect {cells['detect']} s ({cells['signal']}), "
+        f"repaired {cells['repair']} s, write window {cells['window']} s "
+        f"({cells['failed_window']} failed), lost {cells['lost']}, oversold {cells['oversold']}, "
+        f"duplicated {cells['duplicated']}, phantom {cells['phantom']}, "
+        f"rejoined {cells['rejoin']} s, healthy {cells['healthy']} s"
+    )
+    for reason in figures["verdict"]["reasons"]:
+        console.print(f"[bold red]  {reason}[/]")
+    console.print(f"  {path}")
+
+
+def _print_table(results: list[dict[str, Any]]) -> None:
+    table = Table(title="chaos", title_justify="left")
+    for label, _ in report.COLUMNS:
+        table.add_column(label, justify="right")
+    for figures in results:
+        cells = report.row(figures)
+        table.add_row(*(cells[key] for _, key in report.COLUMNS))
+    out.print(table)

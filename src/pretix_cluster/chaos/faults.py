@@ -1,0 +1,218 @@
+"""Faults, injected with Docker the way real failures look to the cluster.
+
+Each kind is a small class with ``inject`` and ``heal``: a kill needs no heal
+(Swarm restarts the task, the cluster must cope), a partition or a freeze is
+undone after a bounded time so that the node can show it rejoins by itself.
+Nothing here chooses a target; :mod:`targets` does, from the live cluster.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import docker
+import docker.errors
+from docker.models.containers import Container
+
+from pretix_cluster import swarm
+from pretix_cluster.swarm import STACK_LABEL
+
+DOCKERD_LOG = Path("/var/log/dockerd.log")
+DOCKERD_STOP_S = 90.0
+DOCKERD_START_S = 120.0
+
+
+class Fault(ABC):
+    """One fault: ``inject`` breaks, ``heal`` undoes what is undoable (idempotent)."""
+
+    kind: str = "fault"
+    needs_heal: bool = False
+
+    @abstractmethod
+    def inject(self) -> None: ...
+
+    def heal(self) -> None:
+        """Nothing to undo by default: Swarm replaces what was killed or stopped."""
+        return None
+
+    @abstractmethod
+    def describe(self) -> str: ...
+
+
+@dataclass
+class Kill(Fault):
+    """SIGKILL to the container's main process: a crashed machine, no clean shutdown."""
+
+    container: Container
+    kind: str = "kill -9"
+
+    def inject(self) -> None:
+        self.container.kill(signal="SIGKILL")
+
+    def describe(self) -> str:
+        return f"kill -9 {self.container.name}"
+
+
+@dataclass
+class Stop(Fault):
+    """A clean stop (SIGTERM, then SIGKILL after ``grace_s``): an orderly shutdown."""
+
+    container: Container
+    grace_s: int = 10
+    kind: str = "stop"
+
+    def inject(self) -> None:
+        self.container.stop(timeout=self.grace_s)
+
+    def describe(self) -> str:
+        return f"stop {self.container.name}"
+
+
+@dataclass
+class Partition(Fault):
+    """Cut the container off every overlay network of the stack; reconnect on heal.
+
+    The process keeps running and believes it is fine: the others must notice
+    (no heartbeat, no leader key) and must not let two nodes accept writes.
+    The stack's networks are attachable, so Docker can reconnect the task.
+    """
+
+    client: docker.DockerClient
+    container: Container
+    stack: str
+    kind: str = "partition"
+    needs_heal: bool = True
+    networks: list[str] = field(default_factory=list)
+    aliases: dict[str, list[str]] = field(default_factory=dict)
+
+    def inject(self) -> None:
+        self.container.reload()
+        attached = self.container.attrs["NetworkSettings"]["Networks"]
+        for network in self.client.networks.list(filters={"label": f"{STACK_LABEL}={self.stack}"}):
+            if network.name in attached:
+                self.aliases[network.name] = attached[network.name].get("Aliases") or []
+                network.disconnect(self.container, force=True)
+                self.networks.append(network.name)
+
+    def heal(self) -> None:
+        while self.networks:
+            name = self.networks[0]
+            with contextlib.suppress(docker.errors.NotFound):
+                self.client.networks.get(name).connect(
+                    self.container, aliases=self.aliases.get(name) or None
+                )
+            self.networks.pop(0)
+
+    def describe(self) -> str:
+        return f"disconnect {self.container.name} from the stack's networks"
+
+
+@dataclass
+class Freeze(Fault):
+    """Pause every process of the container (cgroup freezer): a hung node, sockets stay open."""
+
+    container: Container
+    kind: str = "freeze"
+    needs_heal: bool = True
+    frozen: bool = False
+
+    def inject(self) -> None:
+        self.container.pause()
+        self.frozen = True
+
+    def heal(self) -> None:
+        if self.frozen:
+            with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+                self.container.unpause()
+            self.frozen = False
+
+    def describe(self) -> str:
+        return f"pause {self.container.name}"
+
+
+@dataclass(frozen=True)
+class DaemonProcess:
+    pid: int
+    argv: list[str]
+
+
+def find_dockerd(proc: Path = Path("/proc")) -> DaemonProcess | None:
+    """The running dockerd, found through /proc (no systemd on such machines)."""
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        argv = [a.decode(errors="replace") for a in argv if a]
+        if argv and os.path.basename(argv[0]) == "dockerd":
+            return DaemonProcess(int(entry.name), argv)
+    return None
+
+
+def has_systemd() -> bool:
+    return Path("/run/systemd/system").is_dir() and shutil.which("systemctl") is not None
+
+
+@dataclass
+class DaemonRestart(Fault):
+    """Restart the Docker daemon: every container stops and Swarm starts them again.
+
+    With systemd it is ``systemctl restart docker``; without it dockerd is a
+    background process: SIGTERM it, wait until it is gone, start the same command
+    line again, detached, logging to /var/log/dockerd.log.
+    """
+
+    kind: str = "restart dockerd"
+    argv: list[str] = field(default_factory=list)
+
+    def inject(self) -> None:
+        if has_systemd():
+            subprocess.run(["systemctl", "restart", "docker"], check=True, timeout=300)
+        else:
+            self._restart_background()
+        _wait_docker(DOCKERD_START_S)
+
+    def _restart_background(self) -> None:
+        daemon = find_dockerd()
+        if daemon is None:
+            raise RuntimeError("no dockerd process found in /proc")
+        self.argv = daemon.argv
+        os.kill(daemon.pid, signal.SIGTERM)
+        deadline = time.monotonic() + DOCKERD_STOP_S
+        while Path(f"/proc/{daemon.pid}").exists():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"dockerd (pid {daemon.pid}) did not stop in {DOCKERD_STOP_S}s")
+            time.sleep(0.5)
+        with DOCKERD_LOG.open("ab") as log:
+            subprocess.Popen(
+                self.argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def describe(self) -> str:
+        return "restart the Docker daemon"
+
+
+def _wait_docker(timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            swarm.connect().close()
+            return
+        except Exception:  # UserError while the socket is not there yet
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1)

@@ -1,0 +1,292 @@
+"""One scenario end to end: steady load, warm-up, fault, recovery, accounting, figures.
+
+1. wait until ``status`` is healthy (a scenario never starts on a broken cluster);
+2. start the observers (:mod:`observe`) and a steady purchase load
+   (:func:`pretix_cluster.loadtest.runner.run_loadtest`, in a thread; its
+   buyers write the ledger);
+3. warm-up: purchases complete steadily for ``fault_at`` seconds;
+4. choose the target from the live cluster and inject the fault; undo a
+   partition or freeze once the repair was seen (bounded in any case);
+5. keep the load for the rest of ``duration``; then wait, bounded, until the
+   failed node is back and ``status`` is healthy;
+6. the figures: the load test's accounting (ledger vs database), the
+   write-unavailability window from the ledger, detection/repair/rejoin from
+   the samples, time to healthy, and the verdict.
+
+Every wait has a deadline; all traffic goes to 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from pretix_cluster import status, swarm
+from pretix_cluster.chaos import analysis
+from pretix_cluster.chaos.faults import Fault
+from pretix_cluster.chaos.observe import HealthWatch, Sampler
+from pretix_cluster.chaos.scenarios import Scenario, Target
+from pretix_cluster.cluster import Cluster
+from pretix_cluster.errors import UserError
+from pretix_cluster.loadtest.ledger import LedgerTail, read_ledger
+from pretix_cluster.loadtest.runner import LoadOptions, RunResult, run_loadtest
+
+Say = Callable[[str], None]
+STEADY_WINDOW_S = 20.0
+LOAD_START_TIMEOUT_S = 180.0  # idle measurement, calibration and Locust's start
+WARMUP_GRACE_S = 60.0
+
+
+@dataclasses.dataclass
+class ChaosOptions:
+    users: int = 8
+    duration: float = 150.0  # seconds of load per scenario
+    fault_at: float = 40.0  # seconds after the load started
+    recover_timeout: float = 240.0  # after the fault: rejoined and healthy by then
+    ready_timeout: float = 240.0  # before the fault: healthy by then
+    interval: float = 1.0  # seconds between samples
+
+    def validate(self) -> None:
+        if self.users < 1:
+            raise UserError("--users must be at least 1.")
+        if not 20 <= self.fault_at <= self.duration - 30:
+            raise UserError(
+                "--fault-at must be at least 20 s, and leave at least 30 s of --duration after it."
+            )
+
+
+class LoadThread(threading.Thread):
+    """The load test in the background; its result or its exception afterwards."""
+
+    def __init__(self, cluster: Cluster, opts: LoadOptions, log: Path):
+        super().__init__(name="chaos-load", daemon=True)
+        self.cluster, self.opts, self.log = dataclasses.replace(cluster), opts, log
+        self.result: RunResult | None = None
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        with self.log.open("w") as f:
+            try:
+                self.result = run_loadtest(self.cluster, self.opts, Console(file=f, width=120))
+            except BaseException as exc:  # reported with the scenario, not lost in a thread
+                self.error = exc
+
+
+def wait_healthy(cluster: Cluster, timeout: float, say: Say) -> status.Status:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = status.collect(cluster)
+        if result.healthy or time.monotonic() > deadline:
+            return result
+        say(f"waiting for a healthy cluster: {result.problems[0]}")
+        time.sleep(3)
+
+
+def desired_tasks(cluster: Cluster) -> dict[str, int]:
+    prefix = cluster.stack + "_"
+    return {
+        s.name.removeprefix(prefix): s.desired
+        for s in swarm.service_states(cluster.client, cluster.stack)
+    }
+
+
+def _recent_completions(tail: LedgerTail, done: list[float]) -> int:
+    for r in tail.new_records():
+        if r.get("phase") != "calibration" and r.get("outcome") == "completed":
+            done.append(r["t1"])
+    horizon = time.time() - STEADY_WINDOW_S
+    return sum(1 for t in done if t >= horizon)
+
+
+def _warm_up(load: LoadThread, ledger_dir: Path, opts: ChaosOptions, say: Say) -> float:
+    """Wait for Locust's start, then for ``fault_at`` s of steadily completing purchases."""
+    deadline = time.monotonic() + LOAD_START_TIMEOUT_S
+    marker = ledger_dir / "test_start"
+    while not marker.exists():
+        if not load.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the load did not start" + _load_error(load))
+        say("load: measuring idle CPU, calibrating, starting the buyers")
+        time.sleep(1)
+    started = float(marker.read_text().strip() or time.time())
+    tail, done = LedgerTail(ledger_dir), []
+    needed = max(2, opts.users // 2)
+    while True:
+        recent = _recent_completions(tail, done)
+        elapsed = time.time() - started
+        if elapsed >= opts.fault_at and recent >= needed:
+            return started
+        if not load.is_alive() or elapsed > opts.fault_at + WARMUP_GRACE_S:
+            raise RuntimeError(
+                f"purchases did not complete steadily ({recent} in the last "
+                f"{STEADY_WINDOW_S:.0f} s, {needed} needed)" + _load_error(load)
+            )
+        say(f"warm-up {elapsed:.0f}/{opts.fault_at:.0f} s: {len(done)} purchases completed")
+        time.sleep(1)
+
+
+def _load_error(load: LoadThread) -> str:
+    return f": {type(load.error).__name__}: {load.error}" if load.error else ""
+
+
+def run_scenario(
+    cluster: Cluster, scenario: Scenario, opts: ChaosOptions, out: Path, say: Say
+) -> dict[str, Any]:
+    """Run one scenario; the figures as a JSON-able dict (see the module doc)."""
+    out.mkdir(parents=True, exist_ok=True)
+    load_dir = out / f"{scenario.number:02d}-{scenario.name}"
+    figures: dict[str, Any] = {
+        "scenario": scenario.number,
+        "name": scenario.name,
+        "title": scenario.title,
+        "stack": cluster.stack,
+        "users": opts.users,
+        "duration_s": opts.duration,
+        "load_dir": str(load_dir),
+    }
+    ready = wait_healthy(cluster, opts.ready_timeout, say)
+    if not ready.healthy:
+        figures["error"] = "cluster not healthy before the fault: " + "; ".join(ready.problems)
+        figures["verdict"] = analysis.verdict(figures)
+        return figures
+    sampler = Sampler(cluster, opts.interval)
+    health = HealthWatch(cluster)
+    load = LoadThread(
+        cluster,
+        LoadOptions(
+            shape="steady", users=opts.users, duration=opts.duration, quiet=True, out=load_dir
+        ),
+        out / f"{scenario.number:02d}-{scenario.name}.load.log",
+    )
+    fault: Fault | None = None
+    watch: analysis.Watch | None = None
+    sampler.start()
+    load.start()
+    try:
+        started = _warm_up(load, load_dir / "ledger", opts, say)
+        target = scenario.pick(cluster)
+        watch = analysis.Watch(scenario.watch, target.service, target.node, desired_tasks(cluster))
+        sampler.avoid = target.node
+        fault = scenario.fault(cluster, target)
+        figures |= {"target": _target_dict(target), "fault": fault.describe(), "kind": fault.kind}
+        figures["load_started_at"] = started
+        say(f"fault: {fault.describe()}")
+        fault_at = time.time()
+        fault.inject()
+        figures["fault_at"] = fault_at
+        figures["inject_s"] = round(time.time() - fault_at, 2)
+        health.start()
+        _recover(scenario, watch, fault, fault_at, load, sampler, health, opts, say)
+    except Exception as exc:
+        figures["error"] = f"{type(exc).__name__}: {exc}"
+    finally:
+        if fault is not None and fault.needs_heal:
+            fault.heal()
+        load.join(timeout=opts.duration + 600)
+        sampler.stop()
+        if health.is_alive():
+            health.stop()
+    return _figures(figures, watch, sampler, health, load, load_dir, out, scenario)
+
+
+def _recover(
+    scenario: Scenario,
+    watch: analysis.Watch,
+    fault: Fault,
+    fault_at: float,
+    load: LoadThread,
+    sampler: Sampler,
+    health: HealthWatch,
+    opts: ChaosOptions,
+    say: Say,
+) -> None:
+    """Heal when due, keep the load, then wait (bounded) for rejoin and a healthy status."""
+    deadline = fault_at + opts.recover_timeout
+    healed = not fault.needs_heal
+    while True:
+        now = time.time()
+        seen = analysis.timeline(list(sampler.samples), watch, fault_at)
+        if seen["detected_at"] is not None and health.not_before is None:
+            health.not_before = seen["detected_at"]
+        if not healed:
+            repaired = seen["repaired_at"]
+            due = fault_at + scenario.max_fault_s
+            if repaired is not None:
+                due = min(due, repaired + scenario.heal_after_repair_s)
+            if now >= due:
+                say("heal: " + fault.describe() + " undone")
+                fault.heal()
+                healed = True
+        say(_progress_line(now - fault_at, seen, health, load))
+        finished = seen["rejoined_at"] is not None and health.healthy_at is not None
+        if (not load.is_alive() and (finished or now > deadline)) or (
+            now > deadline + opts.duration
+        ):
+            return
+        time.sleep(1)
+
+
+def _progress_line(elapsed: float, seen: dict[str, Any], health: HealthWatch, load) -> str:
+    def mark(key: str) -> str:
+        value = seen.get(key)
+        return "-" if value is None else f"{value:.1f}s"
+
+    healthy = "-" if health.healthy_at is None else "yes"
+    return (
+        f"+{elapsed:.0f}s detected {mark('detect_s')} ({seen.get('first_signal') or '-'}), "
+        f"repaired {mark('repair_s')}, rejoined {mark('rejoin_s')}, healthy {healthy}, "
+        f"load {'running' if load.is_alive() else 'done'}"
+    )
+
+
+def _target_dict(target: Target) -> dict[str, Any]:
+    return {
+        "service": target.service,
+        "node": target.node,
+        "role": target.role,
+        "container": target.container.name if target.container is not None else None,
+    }
+
+
+def _figures(
+    figures: dict[str, Any],
+    watch: analysis.Watch | None,
+    sampler: Sampler,
+    health: HealthWatch,
+    load: LoadThread,
+    load_dir: Path,
+    out: Path,
+    scenario: Scenario,
+) -> dict[str, Any]:
+    fault_at = figures.get("fault_at")
+    if load.error is not None and "error" not in figures:
+        figures["error"] = f"load test failed: {type(load.error).__name__}: {load.error}"
+    if load.result is not None:
+        figures["integrity"] = analysis.integrity(load.result.accounting)
+        figures["accounting"] = load.result.accounting
+        figures["load_report"] = str(load.result.out / "report.html")
+    if fault_at is not None and watch is not None:
+        figures["timeline"] = analysis.timeline(sampler.samples, watch, fault_at)
+        records = read_ledger(load_dir / "ledger") if (load_dir / "ledger").exists() else []
+        figures["window"] = analysis.write_window(records, fault_at)
+        figures["healthy_at"] = health.healthy_at
+        figures["healthy_s"] = (
+            None if health.healthy_at is None else round(health.healthy_at - fault_at, 2)
+        )
+    figures["samples"] = len(sampler.samples)
+    figures["status_checks"] = health.checks
+    figures["verdict"] = analysis.verdict(figures)
+    samples_file = out / f"{scenario.number:02d}-{scenario.name}.samples.json"
+    figures["samples_file"] = str(samples_file)
+    _write_json(samples_file, sampler.samples)
+    return figures
+
+
+def _write_json(path: Path, data: Any) -> None:
+    path.write_text(json.dumps(data, indent=1, default=str) + "\n")

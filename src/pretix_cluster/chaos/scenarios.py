@@ -1,0 +1,199 @@
+"""The eleven scenarios of issue 4, each choosing its target from the live cluster.
+
+A target is whatever holds the role *now*: Patroni's leader or synchronous
+standby, Sentinel's master, the etcd leader, a running web/worker/HAProxy/nginx
+task. Names come from the spec (service names, node names, network labels);
+nothing here restates them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from docker.models.containers import Container
+
+from pretix_cluster import status, swarm
+from pretix_cluster.chaos import faults
+from pretix_cluster.cluster import Cluster
+from pretix_cluster.errors import UserError
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a scenario hits: the service holding it, its name in the cluster, its container."""
+
+    service: str  # Swarm service, short name ("pg-2", "web")
+    node: str  # Patroni member / Redis node / HAProxy server name; the service otherwise
+    role: str  # what it was when chosen ("primary", "sync standby", "master", "replica")
+    container: Container | None
+
+
+@dataclass(frozen=True)
+class Scenario:
+    number: int
+    name: str
+    title: str
+    watch: str  # analysis.Watch kind
+    pick: Callable[[Cluster], Target]
+    fault: Callable[[Cluster, Target], faults.Fault]
+    # For faults that must be undone: heal this long after the repair was seen,
+    # and at the latest after ``max_fault_s`` (bounded whatever happens).
+    heal_after_repair_s: float = 10.0
+    max_fault_s: float = 60.0
+
+
+def _container(cluster: Cluster, service: str) -> Container:
+    containers = sorted(
+        swarm.running_containers(cluster.client, cluster.stack, service), key=lambda c: c.name
+    )
+    if not containers:
+        raise UserError(f"no running task of {cluster.spec.service_name(service)}: run `up` first.")
+    return containers[0]
+
+
+def _patroni_role(cluster: Cluster, role: str, label: str) -> Target:
+    members = status.patroni_members(cluster) or []
+    names = [m["name"] for m in members if m.get("role") == role and m["name"]]
+    if len(names) != 1:
+        raise UserError(f"Patroni reports {len(names)} {label}s; the cluster must be healthy.")
+    return Target(names[0], names[0], label, _container(cluster, names[0]))
+
+
+def pg_primary(cluster: Cluster) -> Target:
+    return _patroni_role(cluster, "leader", "primary")
+
+
+def pg_sync_standby(cluster: Cluster) -> Target:
+    return _patroni_role(cluster, "sync_standby", "sync standby")
+
+
+def redis_master(cluster: Cluster) -> Target:
+    view = status.sentinel_view(cluster)
+    master = view[0].get("ip") if view else None
+    if master not in cluster.spec.redis_nodes:
+        raise UserError(f"Sentinel names {master!r} as the master, not a Redis node of the spec.")
+    return Target(master, master, "master", _container(cluster, master))
+
+
+def etcd_leader_of(endpoints: list[dict], members: list[str]) -> str | None:
+    """The member whose id is the leader, from `etcdctl endpoint status --cluster -w json`."""
+    for e in endpoints:
+        st = e.get("Status") or {}
+        if st.get("leader") and st.get("header", {}).get("member_id") == st.get("leader"):
+            host = urlsplit(e.get("Endpoint", "")).hostname
+            if host in members:
+                return host
+    return None
+
+
+def etcd_member(cluster: Cluster) -> Target:
+    """The etcd leader (the harder case: an election follows), else the first member."""
+    spec = cluster.spec
+    command = status.etcdctl_command(cluster, "endpoint", "status", "--cluster")
+    code, output = swarm.exec_in(_container(cluster, spec.etcd_members[0]), command, timeout=20)
+    line = next((x for x in output.splitlines() if x.startswith("[")), "[]") if code == 0 else "[]"
+    member = etcd_leader_of(json.loads(line), spec.etcd_members) or spec.etcd_members[0]
+    return Target(member, member, "leader" if code == 0 else "member", _container(cluster, member))
+
+
+def replica_of(service: str) -> Callable[[Cluster], Target]:
+    def pick(cluster: Cluster) -> Target:
+        return Target(service, service, "replica", _container(cluster, service))
+
+    return pick
+
+
+def docker_daemon(cluster: Cluster) -> Target:
+    return Target("*", "dockerd", "daemon", None)
+
+
+def kill(cluster: Cluster, target: Target) -> faults.Fault:
+    assert target.container is not None
+    return faults.Kill(target.container)
+
+
+def partition(cluster: Cluster, target: Target) -> faults.Fault:
+    assert target.container is not None
+    return faults.Partition(cluster.client, target.container, cluster.stack)
+
+
+def restart_daemon(cluster: Cluster, target: Target) -> faults.Fault:
+    return faults.DaemonRestart()
+
+
+SCENARIOS: tuple[Scenario, ...] = (
+    Scenario(1, "pg-primary-kill", "PostgreSQL primary killed", "pg_primary", pg_primary, kill),
+    Scenario(
+        2,
+        "pg-primary-partition",
+        "PostgreSQL primary partitioned from etcd and its peers",
+        "pg_primary",
+        pg_primary,
+        partition,
+    ),
+    Scenario(
+        3,
+        "pg-sync-replica-kill",
+        "synchronous PostgreSQL replica killed",
+        "pg_replica",
+        pg_sync_standby,
+        kill,
+    ),
+    Scenario(4, "redis-master-kill", "Redis master killed", "redis_master", redis_master, kill),
+    Scenario(
+        5,
+        "redis-master-partition",
+        "Redis master partitioned",
+        "redis_master",
+        redis_master,
+        partition,
+    ),
+    Scenario(6, "etcd-member-kill", "one etcd member killed", "service", etcd_member, kill),
+    Scenario(7, "web-kill", "a web replica killed mid-request", "service", replica_of("web"), kill),
+    Scenario(
+        8,
+        "worker-kill",
+        "a worker killed while processing orders",
+        "service",
+        replica_of("worker"),
+        kill,
+    ),
+    Scenario(
+        9, "haproxy-kill", "an HAProxy replica killed", "service", replica_of("haproxy"), kill
+    ),
+    Scenario(
+        10,
+        "nginx-kill",
+        "nginx killed (the only entry point)",
+        "service",
+        replica_of("nginx"),
+        kill,
+    ),
+    Scenario(
+        11,
+        "docker-restart",
+        "the Docker daemon restarted",
+        "daemon",
+        docker_daemon,
+        restart_daemon,
+    ),
+)
+
+
+def select(names: list[str]) -> list[Scenario]:
+    """Scenarios by number or name, in the order given; ``all`` is every one."""
+    if not names:
+        raise UserError("name a scenario (see `pretix-cluster chaos list`) or `all`.")
+    if "all" in names:
+        return list(SCENARIOS)
+    by_key = {s.name: s for s in SCENARIOS} | {str(s.number): s for s in SCENARIOS}
+    unknown = [n for n in names if n not in by_key]
+    if unknown:
+        raise UserError(
+            f"unknown scenario {unknown[0]!r}: use a number 1-{len(SCENARIOS)}, a name from "
+            "`pretix-cluster chaos list`, or `all`."
+        )
+    return [by_key[n] for n in names]

@@ -1,0 +1,291 @@
+"""The pure parts of `chaos`: windows from ledger records, timelines from samples, verdicts."""
+
+from __future__ import annotations
+
+import pytest
+
+from pretix_cluster.chaos import analysis, faults, report, scenarios
+from pretix_cluster.chaos.analysis import Watch
+from pretix_cluster.errors import UserError
+
+FAULT = 1000.0
+
+
+def record(t0: float, t1: float, outcome: str = "completed", **extra) -> dict:
+    steps = extra.pop("steps", {"confirm": 0.5, "order_page": 0.2})
+    return {"attempt": f"a{t0}", "outcome": outcome, "t0": t0, "t1": t1, "steps": steps, **extra}
+
+
+# --- write window ----------------------------------------------------------------------
+
+
+def test_window_runs_from_last_purchase_before_to_first_after():
+    records = [
+        record(980, 990),
+        record(985, 997),  # the last one completed before the fault
+        record(995, 1010, "failed", kind="server_error"),
+        record(999, 1020, "failed", kind="timeout"),
+        record(1005, 1031),  # the first one whose order was placed after the fault
+        record(1010, 1040),
+    ]
+    w = analysis.write_window(records, FAULT)
+    assert w["last_ok_before_at"] == 997
+    assert w["first_ok_after_at"] == 1031
+    assert w["window_s"] == 34
+    assert w["first_ok_after_s"] == 31
+    assert w["failed_in_window"] == 2
+    assert w["failed_after_fault"] == 2
+    assert w["failed_kinds_after_fault"] == {"server_error": 1, "timeout": 1}
+    assert (w["completed_before"], w["completed_after"]) == (2, 2)
+
+
+def test_an_order_page_loaded_after_the_fault_does_not_end_the_window():
+    # Ordered before the fault (1000.1 - 0.5 = 999.6), its order page came after.
+    records = [record(990, 1000.1, steps={"order_page": 0.5}), record(1001, 1012)]
+    w = analysis.write_window(records, FAULT)
+    assert w["last_ok_before_at"] is None  # it did not complete before the fault either
+    assert w["first_ok_after_at"] == 1012
+
+
+def test_calibration_purchases_are_not_load():
+    records = [record(900, 905, phase="calibration"), record(1001, 1003)]
+    w = analysis.write_window(records, FAULT)
+    assert w["completed_before"] == 0
+    assert w["window_s"] is None  # nothing before: no window to measure
+
+
+def test_no_purchase_after_the_fault_leaves_the_window_open():
+    records = [record(990, 995), record(996, 1100, "failed", kind="timeout")]
+    w = analysis.write_window(records, FAULT)
+    assert w["first_ok_after_at"] is None and w["window_s"] is None
+    assert w["failed_in_window"] == 1
+
+
+# --- timelines from samples -------------------------------------------------------------
+
+
+def pg_sample(t: float, leader: str, old_state: str, up: str | None, old_role="replica") -> dict:
+    members = [{"name": leader, "role": "leader", "state": "running"}]
+    if old_state:
+        members.append({"name": "pg-1", "role": old_role, "state": old_state})
+    members.append({"name": "pg-3", "role": "sync_standby", "state": "streaming"})
+    servers = {n: ("UP" if n == up else "DOWN") for n in ("pg-1", "pg-2", "pg-3")}
+    return {
+        "t": t,
+        "haproxy": {"1": {"pg_primary": servers}, "2": {"pg_primary": servers}},
+        "patroni": members,
+        "tasks": {"pg-1": 1, "pg-2": 1, "pg-3": 1},
+    }
+
+
+def test_primary_failover_timeline():
+    watch = Watch("pg_primary", "pg-1", "pg-1", {"pg-1": 1, "pg-2": 1, "pg-3": 1})
+    before = pg_sample(999, "pg-1", "", "pg-1")
+    before["patroni"][0]["name"] = "pg-1"
+    down = pg_sample(1003, "pg-1", "", None)  # HAProxy noticed first
+    down["patroni"][0]["name"] = "pg-1"
+    down["tasks"]["pg-1"] = 0
+    samples = [
+        before,
+        down,
+        pg_sample(1012, "pg-2", "", "pg-2"),  # new leader, routed everywhere
+        pg_sample(1030, "pg-2", "starting", "pg-2"),
+        pg_sample(1041, "pg-2", "streaming", "pg-2"),  # back as a replica
+    ]
+    seen = analysis.timeline(samples, watch, FAULT)
+    assert seen["detect_s"] == 3
+    assert seen["signals_s"]["haproxy_marked_down"] == 3
+    assert seen["signals_s"]["swarm_task_down"] == 3
+    assert seen["signals_s"]["patroni_leader_changed"] == 12
+    assert seen["repair_s"] == 12
+    assert seen["rejoin_s"] == 41
+
+
+def test_repair_needs_every_haproxy_on_the_new_leader():
+    watch = Watch("pg_primary", "pg-1", "pg-1", {"pg-1": 1})
+    split = pg_sample(1005, "pg-2", "", "pg-2")
+    split["haproxy"]["2"]["pg_primary"] = {"pg-1": "DOWN", "pg-2": "DOWN", "pg-3": "DOWN"}
+    seen = analysis.timeline([split, pg_sample(1008, "pg-2", "", "pg-2")], watch, FAULT)
+    assert seen["detect_s"] == 5
+    assert seen["repair_s"] == 8
+
+
+def redis_sample(t: float, master: str, flags: str, up: str, replicas: dict) -> dict:
+    return {
+        "t": t,
+        "haproxy": {"1": {"redis": {n: ("UP" if n == up else "DOWN") for n in ("r1", "r2")}}},
+        "sentinel": {"master": master, "flags": flags, "replicas": replicas},
+        "tasks": {"r1": 1, "r2": 1},
+    }
+
+
+def test_redis_master_timeline_and_rejoin_as_replica():
+    watch = Watch("redis_master", "r1", "r1", {"r1": 1, "r2": 1})
+    ok = {"flags": "slave", "link": "ok"}
+    samples = [
+        redis_sample(1001, "r1", "master", "r1", {"r2": ok}),
+        redis_sample(1006, "r1", "s_down,master", "r1", {"r2": ok}),  # sentinel noticed
+        redis_sample(1009, "r2", "master", "r2", {"r1": {"flags": "s_down,slave", "link": "err"}}),
+        redis_sample(1020, "r2", "master", "r2", {"r1": ok}),
+    ]
+    seen = analysis.timeline(samples, watch, FAULT)
+    assert seen["first_signal"] == "sentinel_down_flag"
+    assert seen["detect_s"] == 6
+    assert seen["repair_s"] == 9
+    assert seen["rejoin_s"] == 20
+
+
+def test_replaced_task_rejoins_when_every_service_runs_again():
+    watch = Watch("service", "web", "web", {"web": 2, "nginx": 1})
+    samples = [
+        {"t": 1002, "tasks": {"web": 1, "nginx": 1}, "health": 200},
+        {"t": 1025, "tasks": {"web": 2, "nginx": 1}, "health": 200},
+    ]
+    seen = analysis.timeline(samples, watch, FAULT)
+    assert (seen["detect_s"], seen["repair_s"], seen["rejoin_s"]) == (2, 25, 25)
+
+
+def test_a_daemon_restart_counts_every_service():
+    watch = Watch("daemon", "*", "dockerd", {"web": 2, "nginx": 1})
+    samples = [
+        {"t": 1001, "tasks": None, "health": None},  # Docker itself gone: no answer
+        {"t": 1030, "tasks": {"web": 0, "nginx": 1}, "health": 200},
+        {"t": 1060, "tasks": {"web": 2, "nginx": 1}, "health": 200},
+    ]
+    seen = analysis.timeline(samples, watch, FAULT)
+    assert seen["first_signal"] == "healthcheck_failed"
+    assert seen["signals_s"]["swarm_task_down"] == 30
+    assert seen["rejoin_s"] == 60
+
+
+def test_samples_before_the_fault_and_missing_probes_are_ignored():
+    watch = Watch("pg_primary", "pg-1", "pg-1", {"pg-1": 1})
+    samples = [pg_sample(990, "pg-2", "", "pg-2"), {"t": 1001, "haproxy": None, "patroni": None}]
+    seen = analysis.timeline(samples, watch, FAULT)
+    assert seen["detected_at"] is None and seen["repaired_at"] is None
+
+
+# --- integrity and verdict -------------------------------------------------------------
+
+
+def accounting(**over) -> dict:
+    acc = {
+        "orders_in_db": 10,
+        "completed_by_buyers": 9,
+        "missing": [],
+        "completed_but_not_live": [],
+        "phantom_unacknowledged": [{"code": "X"}],
+        "phantom_unknown": [],
+        "duplicates": {"attempts_with_several_orders": {}, "codes_claimed_twice": []},
+        "quota": {"size": 100, "sold_positions_in_orders": 10, "sold_per_availability": 10},
+    }
+    return acc | over
+
+
+def passing_figures(**over) -> dict:
+    figures = {
+        "integrity": analysis.integrity(accounting()),
+        "window": {"first_ok_after_at": 1010.0},
+        "timeline": {"detected_at": 1002.0, "rejoined_at": 1040.0},
+        "healthy_at": 1050.0,
+    }
+    return figures | over
+
+
+def test_a_phantom_order_is_counted_but_does_not_fail():
+    figures = passing_figures()
+    assert figures["integrity"]["phantom_unacknowledged"] == 1
+    assert analysis.verdict(figures) == {"passed": True, "reasons": []}
+
+
+@pytest.mark.parametrize(
+    ("acc", "reason"),
+    [
+        (accounting(missing=["ABC12"]), "1 lost"),
+        (
+            accounting(
+                quota={"size": 5, "sold_positions_in_orders": 7, "sold_per_availability": 6}
+            ),
+            "2 oversold",
+        ),
+        (
+            accounting(
+                duplicates={
+                    "attempts_with_several_orders": {"a": ["X", "Y"]},
+                    "codes_claimed_twice": [],
+                }
+            ),
+            "1 duplicated",
+        ),
+    ],
+)
+def test_lost_oversold_or_duplicated_fails(acc, reason):
+    result = analysis.verdict(passing_figures(integrity=analysis.integrity(acc)))
+    assert not result["passed"] and result["reasons"] == [reason]
+
+
+def test_no_recovery_fails_with_each_reason():
+    figures = passing_figures(
+        window={"first_ok_after_at": None}, timeline={"detected_at": 1.0}, healthy_at=None
+    )
+    reasons = analysis.verdict(figures)["reasons"]
+    assert reasons == [
+        "no purchase completed after the fault",
+        "the failed node did not rejoin",
+        "status did not become healthy",
+    ]
+
+
+def test_missing_accounting_fails():
+    integ = analysis.integrity({"ok": False, "problems": ["accounting failed: 502"]})
+    result = analysis.verdict(passing_figures(integrity=integ))
+    assert result["reasons"] == ["accounting did not run: accounting failed: 502"]
+
+
+# --- scenarios, targets, faults, report ---------------------------------------------------
+
+
+def test_select_by_number_name_or_all():
+    assert [s.number for s in scenarios.select(["1", "redis-master-kill", "7"])] == [1, 4, 7]
+    assert len(scenarios.select(["all"])) == 11
+    with pytest.raises(UserError):
+        scenarios.select(["12"])
+    with pytest.raises(UserError):
+        scenarios.select([])
+
+
+def test_scenario_numbers_and_names_are_unique():
+    assert [s.number for s in scenarios.SCENARIOS] == list(range(1, 12))
+    assert len({s.name for s in scenarios.SCENARIOS}) == 11
+
+
+def test_etcd_leader_from_endpoint_status():
+    status = [
+        {"Endpoint": "http://etcd-3:2379", "Status": {"header": {"member_id": 3}, "leader": 2}},
+        {"Endpoint": "http://etcd-2:2379", "Status": {"header": {"member_id": 2}, "leader": 2}},
+    ]
+    assert scenarios.etcd_leader_of(status, ["etcd-1", "etcd-2", "etcd-3"]) == "etcd-2"
+    assert scenarios.etcd_leader_of(status[:1], ["etcd-1", "etcd-2", "etcd-3"]) is None
+
+
+def test_find_dockerd_reads_proc(tmp_path):
+    for pid, argv in (("12", b"sleep\x0010\x00"), ("34", b"/usr/bin/dockerd\x00--debug\x00")):
+        (tmp_path / pid).mkdir()
+        (tmp_path / pid / "cmdline").write_bytes(argv)
+    (tmp_path / "self").mkdir()
+    daemon = faults.find_dockerd(tmp_path)
+    assert daemon == faults.DaemonProcess(34, ["/usr/bin/dockerd", "--debug"])
+    assert faults.find_dockerd(tmp_path / "12") is None
+
+
+def test_html_report_has_a_row_per_scenario_and_marks_failures():
+    ok = passing_figures(scenario=1, name="pg-primary-kill", title="PostgreSQL primary killed")
+    ok["verdict"] = analysis.verdict(ok)
+    bad = passing_figures(scenario=4, name="redis-master-kill", title="Redis <master> killed")
+    bad["integrity"] = analysis.integrity(accounting(missing=["Q"]))
+    bad["verdict"] = analysis.verdict(bad)
+    html = report.render_html([ok, bad], {"stack": "t"})
+    assert html.count("<tr") == 3
+    assert "Redis &lt;master&gt; killed" in html
+    assert '<tr class="fail">' in html and "1 lost" in html
+    assert "http" not in html.replace("http-", "")  # no external assets
