@@ -126,7 +126,7 @@ def tables(doc: dict[str, Any]) -> Tables:
                 c,
                 _f(cap["cpu_s_per_purchase"][c], "{:.4f}"),
                 _f(cap["cores_by_component"][c], "{:.2f}"),
-                str(cap["replicas"].get(c, {}).get("replicas", "")),
+                _replicas(cap["replicas"].get(c)),
             ]
             for c in cap["cores_by_component"]
         ]
@@ -135,11 +135,17 @@ def tables(doc: dict[str, Any]) -> Tables:
             (
                 f"capacity for {cap['rate_per_min']:g} purchases/min "
                 f"(utilisation {cap['utilisation']:g})",
-                ["component", "CPU-s/purchase", "cores", "replicas"],
+                ["component", "CPU-s/purchase", "cores", "replicas (by CPU, by process slots)"],
                 rows,
             )
         )
     return out
+
+
+def _replicas(r: dict[str, Any] | None) -> str:
+    if not r:
+        return ""
+    return f"{r['replicas']} ({r['by_cpu']}, {_f(r['by_process_slots'], '{}')})"
 
 
 def _phase(figures: dict[str, Any] | None, name: str) -> dict[str, Any] | None:
@@ -207,7 +213,8 @@ def html(doc: dict[str, Any]) -> str:
 
 
 def _warnings(doc: dict[str, Any]) -> list[str]:
-    return [f"run failed: {e}" for e in doc.get("errors", [])] + [
+    own = [f"run failed: {e}" for e in doc.get("errors", [])] + doc.get("warnings", [])
+    return own + [
         f"warning ({system} {scenario}): {w}"
         for system, r in doc["runs"].items()
         for scenario, f in r.items()

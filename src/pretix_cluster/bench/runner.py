@@ -70,6 +70,7 @@ def run_bench(cluster: Cluster, opts: BenchOptions, console: Console) -> tuple[d
     say = console.print
     runs: dict[str, dict[str, Any]] = {s: {} for s in opts.systems}
     errors: list[str] = []
+    images: dict[str, dict[str, str]] = {}
     targets = {"baseline": baseline, "cluster": cluster}
     cluster_paused = False
     progress = _progress(console)
@@ -84,6 +85,7 @@ def run_bench(cluster: Cluster, opts: BenchOptions, console: Console) -> tuple[d
                 cluster_paused = cluster_paused or other is cluster
             say(f"[bold]{system}[/] ({measured.stack}, {measured.spec.local_url()}): up")
             bootstrap.up(measured, progress)
+            images[system] = measured.images().tags
             if measured is cluster:
                 cluster_paused = False
             for scenario in opts.scenarios:
@@ -115,7 +117,11 @@ def run_bench(cluster: Cluster, opts: BenchOptions, console: Console) -> tuple[d
             bootstrap.up(cluster, progress)
     if opts.purge_baseline:
         stacks.purge(baseline, progress)
-    document = build_document(cluster, baseline, opts, target, runs) | {"errors": errors}
+    warnings = []
+    if len({tuple(sorted(t.items())) for t in images.values()}) > 1:
+        warnings.append("the images changed between the baseline's and the cluster's runs")
+    document = build_document(cluster, baseline, opts, target, runs)
+    document |= {"images": images, "errors": errors, "warnings": warnings}
     (out / "bench.json").write_text(json.dumps(document, indent=2, default=str) + "\n")
     return document, out
 

@@ -177,7 +177,10 @@ def _app_service(spec: ClusterSpec, images: ImageSet) -> Service:
     """gunicorn with one web replica's settings and celery with one worker replica's."""
     env = _web_service(spec, images)["environment"] | _worker_service(spec, images)["environment"]
     memory = _add_memory(spec.web.memory, spec.worker.memory)
-    return _pretix_service(spec, images, APP_ROLE, memory, 1, env)
+    service = _pretix_service(spec, images, APP_ROLE, memory, 1, env)
+    # Two probes in one check (web's /healthcheck/, then celery's ping): twice the time.
+    service["healthcheck"]["timeout"] = "16s"
+    return service
 
 
 def _add_memory(*sizes: str) -> str:
