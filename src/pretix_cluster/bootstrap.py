@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pretix_cluster import swarm
+from pretix_cluster import patroni, swarm
 from pretix_cluster.cluster import API_TOKEN_FILE, Cluster
 from pretix_cluster.errors import UserError
 from pretix_cluster.images import build
@@ -53,6 +53,7 @@ def up(cluster: Cluster, progress: Progress) -> UpResult:
     swarm.wait_converged(
         client, cluster.stack, DATA_TIER_TIMEOUT, progress, names=cluster.data_tier()
     )
+    patroni.apply_dynamic_settings(cluster, progress)
     migrate(cluster, progress)
     swarm.wait_converged(client, cluster.stack, APP_TIER_TIMEOUT, progress)
     setup_demo_shop(cluster, progress)

@@ -86,13 +86,30 @@ class PostgresSection(_Section):
     synchronous: bool = Field(
         True, description="commit only once a standby has the WAL: no acknowledged order lost"
     )
-    ttl: int = Field(30, ge=5, description="Patroni leader key TTL (s): bounds failover time")
-    loop_wait: int = Field(10, ge=1)
-    retry_timeout: int = Field(10, ge=1)
+    # Patroni's floor for ttl is 20 s. A crashed primary that Swarm restarts keeps
+    # its key and is primary again within seconds; ttl bounds only the case where
+    # the old primary stays unreachable (partition, freeze, lost node).
+    ttl: int = Field(
+        20, ge=20, description="Patroni leader key TTL (s): failover time of an unreachable primary"
+    )
+    loop_wait: int = Field(5, ge=1, description="seconds between two Patroni HA loops")
+    retry_timeout: int = Field(
+        7, ge=3, description="DCS/PostgreSQL retries (s) before a leader demotes itself"
+    )
     maximum_lag_on_failover: int = Field(1048576, ge=0)
     max_connections: int = Field(200, ge=20)
     shared_buffers: str = "128MB"
     memory: MemorySize = Field("384M", description=MEMORY_HELP)
+
+    def dcs_settings(self) -> dict[str, object]:
+        """Patroni dynamic keys: patroni.yml bootstraps with them, `up` applies them."""
+        return {
+            "ttl": self.ttl,
+            "loop_wait": self.loop_wait,
+            "retry_timeout": self.retry_timeout,
+            "maximum_lag_on_failover": self.maximum_lag_on_failover,
+            "synchronous_mode": self.synchronous,
+        }
 
     @model_validator(mode="after")
     def _patroni_timing_rule(self) -> PostgresSection:

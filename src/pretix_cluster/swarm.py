@@ -238,11 +238,16 @@ def running_containers(client: docker.DockerClient, stack: str, short: str) -> l
 
 
 def exec_in(
-    container: Container, command: list[str], stdin: str | None = None, timeout: float = 120
+    container: Container,
+    command: list[str],
+    stdin: str | None = None,
+    timeout: float = 120,
+    user: str | None = None,
 ) -> tuple[int, str]:
     """Run a command in a container; input goes on stdin, never on the command line."""
+    as_user = ["-u", user] if user else []
     result = subprocess.run(
-        ["docker", "exec", "-i", container.id, *command],
+        ["docker", "exec", "-i", *as_user, container.id, *command],
         input=stdin or "",
         capture_output=True,
         text=True,

@@ -95,11 +95,7 @@ def patroni_context(spec: ClusterSpec, values: dict[str, str]) -> dict[str, obje
         "replication_password": values["pg_replication_password"],
         "rewind_password": values["pg_rewind_password"],
         "restapi_password": values["patroni_restapi_password"],
-        "synchronous_mode": pg.synchronous,
-        "ttl": pg.ttl,
-        "loop_wait": pg.loop_wait,
-        "retry_timeout": pg.retry_timeout,
-        "maximum_lag_on_failover": pg.maximum_lag_on_failover,
+        **pg.dcs_settings(),
         "pg_parameters": {
             "max_connections": pg.max_connections,
             "shared_buffers": pg.shared_buffers,

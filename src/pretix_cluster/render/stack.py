@@ -236,7 +236,11 @@ def _pretix_service(
     memory: str,
     replicas: int,
     env: dict[str, str],
-    start: int = 60,
+    # Django + pretix take ~10 CPU-seconds per process to start: on a busy
+    # 2-core node a 60 s grace let Swarm kill web tasks before their first
+    # good check, again and again. Failures inside the grace do not count and a
+    # success ends it at once, so a long one costs nothing on a healthy start.
+    start: int = 180,
 ) -> Service:
     return {
         "image": images["pretix"],
