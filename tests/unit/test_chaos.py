@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pretix_cluster.chaos import analysis, faults, report, scenarios
+from pretix_cluster.chaos import analysis, faults, report, runner, scenarios
 from pretix_cluster.chaos.analysis import Watch
 from pretix_cluster.errors import UserError
 
@@ -289,3 +289,14 @@ def test_html_report_has_a_row_per_scenario_and_marks_failures():
     assert "Redis &lt;master&gt; killed" in html
     assert '<tr class="fail">' in html and "1 lost" in html
     assert "http" not in html.replace("http-", "")  # no external assets
+
+
+def test_rewind_lines_are_picked_from_patroni_log():
+    log = "INFO: no action\nINFO: running pg_rewind from pg-2\nINFO: pg_rewind done\n"
+    assert runner.rewind_lines(log) == ["INFO: running pg_rewind from pg-2", "INFO: pg_rewind done"]
+
+
+def test_fault_at_must_leave_time_to_recover():
+    runner.ChaosOptions(duration=120, fault_at=35).validate()
+    with pytest.raises(UserError):
+        runner.ChaosOptions(duration=60, fault_at=40).validate()

@@ -141,6 +141,9 @@ def _details(figures: dict[str, Any]) -> str:
         f"/{window.get('completed_after', '-')}, failed after the fault: "
         f"{window.get('failed_after_fault', '-')} {window.get('failed_kinds_after_fault', '')}",
     ]
+    if figures.get("rejoin_evidence") is not None:
+        lines = figures["rejoin_evidence"]
+        items.append("pg_rewind in the old primary's log: " + (" | ".join(lines) or "none"))
     if reasons:
         items.append("fails because: " + "; ".join(reasons))
     if figures.get("load_report"):

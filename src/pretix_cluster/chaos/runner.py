@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import statistics
 import threading
 import time
 from collections.abc import Callable
@@ -245,6 +246,21 @@ def _progress_line(elapsed: float, seen: dict[str, Any], health: HealthWatch, lo
     )
 
 
+def rewind_lines(log: str) -> list[str]:
+    """Lines where Patroni says it rewound (or could not rewind) the old primary."""
+    return [line.strip()[-200:] for line in log.splitlines() if "rewind" in line.lower()][:8]
+
+
+def _service_log_since(cluster: Cluster, service: str, since: float) -> str:
+    """The service's log since the fault (every task of it), best effort."""
+    try:
+        svc = cluster.client.services.get(cluster.spec.service_name(service))
+        chunks = svc.logs(stdout=True, stderr=True, since=int(since), timestamps=False)
+        return b"".join(chunks).decode(errors="replace")
+    except Exception:  # evidence only: the figures stand without it
+        return ""
+
+
 def _target_dict(target: Target) -> dict[str, Any]:
     return {
         "service": target.service,
@@ -275,11 +291,17 @@ def _figures(
         figures["timeline"] = analysis.timeline(sampler.samples, watch, fault_at)
         records = read_ledger(load_dir / "ledger") if (load_dir / "ledger").exists() else []
         figures["window"] = analysis.write_window(records, fault_at)
+        if watch.kind == "pg_primary":
+            log = _service_log_since(sampler.cluster, watch.service, fault_at)
+            figures["rejoin_evidence"] = rewind_lines(log)
         figures["healthy_at"] = health.healthy_at
         figures["healthy_s"] = (
             None if health.healthy_at is None else round(health.healthy_at - fault_at, 2)
         )
     figures["samples"] = len(sampler.samples)
+    # The resolution of every time read off the samples.
+    gaps = [b["t"] - a["t"] for a, b in zip(sampler.samples, sampler.samples[1:], strict=False)]
+    figures["sample_period_s"] = round(statistics.median(gaps), 2) if gaps else None
     figures["status_checks"] = health.checks
     figures["verdict"] = analysis.verdict(figures)
     samples_file = out / f"{scenario.number:02d}-{scenario.name}.samples.json"
