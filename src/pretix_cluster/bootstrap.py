@@ -53,7 +53,8 @@ def up(cluster: Cluster, progress: Progress) -> UpResult:
     swarm.wait_converged(
         client, cluster.stack, DATA_TIER_TIMEOUT, progress, names=cluster.data_tier()
     )
-    patroni.apply_dynamic_settings(cluster, progress)
+    if cluster.uses_patroni:
+        patroni.apply_dynamic_settings(cluster, progress)
     migrate(cluster, progress)
     swarm.wait_converged(client, cluster.stack, APP_TIER_TIMEOUT, progress)
     setup_demo_shop(cluster, progress)

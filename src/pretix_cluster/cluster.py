@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import ClassVar
 
 import docker
 
@@ -27,6 +28,8 @@ class Cluster:
     spec: ClusterSpec
     spec_dir: Path
     ca_file: Path | None = None
+    # False for the bench's single-node baseline (plain PostgreSQL, nothing to converge).
+    uses_patroni: ClassVar[bool] = True
 
     @classmethod
     def from_file(cls, spec_file: Path, ca_file: Path | None = None) -> Cluster:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import shutil
 import time
 from dataclasses import dataclass
+from typing import ClassVar
 
 from docker.models.services import Service
 
@@ -37,6 +38,8 @@ PAUSE_TIMEOUT = 180  # longer than the longest stop_grace_period (60 s)
 @dataclass
 class BaselineCluster(Cluster):
     """The single-node baseline of a cluster: same spec and images, its own stack."""
+
+    uses_patroni: ClassVar[bool] = False
 
     @classmethod
     def of(cls, cluster: Cluster) -> BaselineCluster:
