@@ -202,11 +202,20 @@ if s.update_check_perform:
 healthcheck)
     r="${1:-$(cat "$ROLE_FILE" 2>/dev/null || echo web)}"
     case "$r" in
-    web|worker|cron)
+    web|cron)
         exec python /opt/pretix/healthcheck.py "$r"
         ;;
     standalone)
         "$0" healthcheck web && exec "$0" healthcheck worker
+        ;;
+    worker)
+        # Round trip through the broker to this very worker's control queue,
+        # with pretix's own celery app: a bare celery app has other transport
+        # options (the binding separator) and corrupted kombu's shared binding
+        # table for the workers (seen: "not enough values to unpack").
+        t="${PRETIX_HEALTHCHECK_TIMEOUT:-5}"
+        exec timeout "$(( t + 10 ))" celery -A pretix.celery_app inspect ping \
+            -d "celery@${HOSTNAME}" --timeout "$t"
         ;;
     migrate)
         exit 0

@@ -3,15 +3,10 @@
     healthcheck.py web    GET http://127.0.0.1:8000/healthcheck/ with the Host of
                           [pretix] url; healthy on HTTP 200 (pretix checks DB,
                           redis and cache in that view).
-    healthcheck.py worker this container's celery worker answers a ping sent
-                          through the broker (its control queue).
     healthcheck.py cron   the heartbeat file is younger than 2*interval+60 s.
 
-Exit code 0 = healthy, 1 = unhealthy.  Never imports Django or pretix: the
-worker check used to be `celery -A pretix.celery_app inspect ping`, whose
-Django/pretix start-up cost ~1.5 CPU-seconds per run, every 10 s, per worker
-(a tenth of a core of a 2-core machine for two workers). A bare celery app
-with the same broker sends the same ping for a fraction of that.
+Exit code 0 = healthy, 1 = unhealthy.  Uses only the standard library so it
+does not import Django (cheap enough to run every few seconds).
 """
 
 import configparser
@@ -23,26 +18,18 @@ import urllib.request
 from urllib.parse import urlparse
 
 
-def _config() -> configparser.RawConfigParser:
-    cp = configparser.RawConfigParser()
-    cp.read([os.environ.get("PRETIX_CONFIG_FILE", "/etc/pretix/pretix.cfg")], encoding="utf-8")
-    return cp
-
-
 def _site_host() -> str:
-    url = os.environ.get("PRETIX_PRETIX_URL") or _config().get(
-        "pretix", "url", fallback="http://localhost:8000"
-    )
+    url = os.environ.get("PRETIX_PRETIX_URL")
+    if not url:
+        cp = configparser.RawConfigParser()
+        cp.read([os.environ.get("PRETIX_CONFIG_FILE", "/etc/pretix/pretix.cfg")], encoding="utf-8")
+        url = cp.get("pretix", "url", fallback="http://localhost:8000")
     return urlparse(url).netloc or "localhost"
-
-
-def _timeout() -> float:
-    return float(os.environ.get("PRETIX_HEALTHCHECK_TIMEOUT", "5"))
 
 
 def check_web() -> int:
     port = os.environ.get("PRETIX_WEB_PORT", "8000")
-    timeout = _timeout()
+    timeout = float(os.environ.get("PRETIX_HEALTHCHECK_TIMEOUT", "5"))
     req = urllib.request.Request(
         f"http://127.0.0.1:{port}/healthcheck/",
         headers={"Host": _site_host(), "User-Agent": "pretix-cluster-healthcheck"},
@@ -58,22 +45,6 @@ def check_web() -> int:
         return 1
     if status != 200:
         print(f"web unhealthy: HTTP {status}")
-        return 1
-    return 0
-
-
-def check_worker() -> int:
-    from celery import Celery  # the image's venv; imported here: web and cron never need it
-
-    node = f"celery@{os.environ.get('HOSTNAME', '')}"
-    app = Celery("pretix-healthcheck", broker=_config().get("celery", "broker"))
-    try:
-        replies = app.control.ping(destination=[node], timeout=_timeout())
-    except Exception as e:  # broker unreachable
-        print(f"worker unhealthy: {e!r}")
-        return 1
-    if not any(node in reply for reply in replies):
-        print(f"worker unhealthy: {node} did not answer a ping within {_timeout():.0f}s")
         return 1
     return 0
 
@@ -97,8 +68,6 @@ def main(argv) -> int:
     role = argv[1] if len(argv) > 1 else ""
     if role == "web":
         return check_web()
-    if role == "worker":
-        return check_worker()
     if role == "cron":
         return check_cron()
     print(f"healthcheck.py: unsupported role {role!r}", file=sys.stderr)
