@@ -175,11 +175,16 @@ def _redis_service(spec: ClusterSpec, images: ImageSet) -> Service:
 
 def _app_service(spec: ClusterSpec, images: ImageSet) -> Service:
     """gunicorn with one web replica's settings and celery with one worker replica's."""
-    env = _web_service(spec, images)["environment"] | _worker_service(spec, images)["environment"]
+    web, worker = _web_service(spec, images), _worker_service(spec, images)
     memory = _add_memory(spec.web.memory, spec.worker.memory)
-    service = _pretix_service(spec, images, APP_ROLE, memory, 1, env)
-    # Two probes in one check (web's /healthcheck/, then celery's ping): twice the time.
+    service = _pretix_service(
+        spec, images, APP_ROLE, memory, 1, web["environment"] | worker["environment"]
+    )
+    # Two probes in one check (web's /healthcheck/, then celery's ping): twice the time,
+    # and as often as the worker's own check (the costly probe), so the baseline's
+    # health checks cost what one web plus one worker replica's cost.
     service["healthcheck"]["timeout"] = "16s"
+    service["healthcheck"]["interval"] = worker["healthcheck"]["interval"]
     return service
 
 
