@@ -180,10 +180,11 @@ def _app_service(spec: ClusterSpec, images: ImageSet) -> Service:
     service = _pretix_service(
         spec, images, APP_ROLE, memory, 1, web["environment"] | worker["environment"]
     )
-    # Two probes in one check (web's /healthcheck/, then celery's ping): twice the time,
+    # Two probes in one check (web's /healthcheck/, then celery's ping, a Django start-up
+    # that took >16 s on the loaded 2-core machine): a longer timeout,
     # and as often as the worker's own check (the costly probe), so the baseline's
     # health checks cost what one web plus one worker replica's cost.
-    service["healthcheck"]["timeout"] = "16s"
+    service["healthcheck"]["timeout"] = "30s"
     service["healthcheck"]["interval"] = worker["healthcheck"]["interval"]
     return service
 
