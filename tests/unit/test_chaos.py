@@ -99,6 +99,19 @@ def test_primary_failover_timeline():
     assert seen["signals_s"]["patroni_leader_changed"] == 12
     assert seen["repair_s"] == 12
     assert seen["rejoin_s"] == 41
+    assert seen["failover"] is True
+
+
+def test_a_primary_restarted_before_its_key_expired_keeps_its_role():
+    # Swarm restarted the killed leader within the TTL: no failover, same node back.
+    watch = Watch("pg_primary", "pg-1", "pg-1", {"pg-1": 1})
+    gone = pg_sample(1004, "pg-1", "", None)
+    gone["patroni"] = [{"name": "pg-1", "role": "leader", "state": "stopped"}]
+    back = pg_sample(1015, "pg-1", "", "pg-1")
+    back["patroni"] = [{"name": "pg-1", "role": "leader", "state": "running"}]
+    seen = analysis.timeline([gone, back], watch, FAULT)
+    assert (seen["detect_s"], seen["repair_s"], seen["rejoin_s"]) == (4, 15, 15)
+    assert seen["failover"] is False
 
 
 def test_repair_needs_every_haproxy_on_the_new_leader():

@@ -130,12 +130,17 @@ def signals(watch: Watch) -> dict[str, Predicate]:
     return found
 
 
+def _clean(flags: str | None) -> bool:
+    return not any(f in (flags or "") for f in ("s_down", "o_down", "disconnected"))
+
+
 def repaired(watch: Watch) -> Predicate:
-    """True once the service the target gave is given again (by another node or by it)."""
-    node = watch.node
+    """True once the role is served again: by another node (failover) or by the same one
+    come back (Swarm restarted it before the cluster failed over)."""
     if watch.kind == "pg_primary":
         return lambda s: (
-            (leader := patroni_leader(s)) not in (None, node)
+            (leader := patroni_leader(s)) is not None
+            and (patroni_member(s, leader) or {}).get("state") == "running"
             and bool(up := haproxy_up_servers(s, "pg_primary"))
             and all(x == {leader} for x in up)
         )
@@ -147,31 +152,42 @@ def repaired(watch: Watch) -> Predicate:
     if watch.kind == "redis_master":
         return lambda s: (
             s.get("sentinel") is not None
-            and (master := s["sentinel"].get("master")) != node
+            and _clean(s["sentinel"].get("flags"))
             and bool(up := haproxy_up_servers(s, "redis"))
-            and all(x == {master} for x in up)
+            and all(x == {s["sentinel"].get("master")} for x in up)
         )
     return lambda s: tasks_complete(s, watch) and s.get("health") == 200
 
 
 def rejoined(watch: Watch) -> Predicate:
-    """True once the failed node is back in its place by itself (as replica, or replaced)."""
+    """True once the failed node is back in its place by itself: as a replica after a
+    failover (an old primary through pg_rewind), in its old role when none happened, or
+    its task replaced."""
     node = watch.node
     if watch.kind in ("pg_primary", "pg_replica"):
         return lambda s: (
             (m := patroni_member(s, node)) is not None
-            and m.get("role") in ("replica", "sync_standby")
-            and m.get("state") == "streaming"
+            and (
+                (m.get("role") == "leader" and m.get("state") == "running")
+                or (m.get("role") in ("replica", "sync_standby") and m.get("state") == "streaming")
+            )
         )
     if watch.kind == "redis_master":
         return lambda s: (
             s.get("sentinel") is not None
-            and s["sentinel"].get("master") != node
-            and (r := s["sentinel"]["replicas"].get(node)) is not None
-            and r.get("flags") == "slave"
-            and r.get("link") == "ok"
+            and (
+                (s["sentinel"].get("master") == node and _clean(s["sentinel"].get("flags")))
+                or (
+                    (r := s["sentinel"]["replicas"].get(node)) is not None
+                    and r.get("flags") == "slave"
+                    and r.get("link") == "ok"
+                )
+            )
         )
     return lambda s: tasks_complete(s, watch)
+
+
+FAILOVER_SIGNALS = {"pg_primary": "patroni_leader_changed", "redis_master": "sentinel_new_master"}
 
 
 def first_time(samples: list[Sample], predicate: Predicate, after: float) -> float | None:
@@ -194,7 +210,10 @@ def timeline(samples: list[Sample], watch: Watch, fault_at: float) -> dict[str, 
     start = detected if detected is not None else fault_at
     fixed = first_time(samples, repaired(watch), start)
     back = first_time(samples, rejoined(watch), fixed if fixed is not None else start)
+    failover = FAILOVER_SIGNALS.get(watch.kind)
     return {
+        # Whether another node took the role over (None: not a role that fails over).
+        "failover": None if failover is None else seen.get(failover) is not None,
         "signals_s": {k: _rel(v, fault_at) for k, v in seen.items()},
         "detected_at": detected,
         "detect_s": _rel(detected, fault_at),

@@ -80,7 +80,8 @@ def run(
 
             def say(message: str, spinner=spinner, last=last, name=scenario.name) -> None:
                 spinner.update(f"{name}: {message}")
-                if message.split(":")[0] != last[0].split(":")[0] and not message.startswith("+"):
+                # Log each stage once (its first word), the live figures only on the spinner.
+                if message.split()[0] != (last[0].split() or [""])[0] and message[0] != "+":
                     console.log(message, style="dim")
                 last[0] = message
 

@@ -26,8 +26,12 @@ Sample = dict[str, Any]
 def _haproxy(cluster: Cluster) -> dict[str, dict[str, dict[str, str]]]:
     """{haproxy task: {backend: {server: status}}} for every HAProxy that answers."""
     views: dict[str, dict[str, dict[str, str]]] = {}
-    for container in swarm.running_containers(cluster.client, cluster.stack, "haproxy"):
-        servers = status.haproxy_servers(container, timeout=PROBE_TIMEOUT_S)
+    containers = swarm.running_containers(cluster.client, cluster.stack, "haproxy")
+    if not containers:
+        return views
+    with ThreadPoolExecutor(max_workers=len(containers)) as pool:
+        answers = pool.map(lambda c: status.haproxy_servers(c, timeout=PROBE_TIMEOUT_S), containers)
+    for container, servers in zip(containers, answers, strict=True):
         if servers is None:
             continue
         view = views.setdefault(status.task_label(container), {})

@@ -31,7 +31,7 @@ COLUMNS = (
 
 
 def scenario_file(out: Path, figures: dict[str, Any]) -> Path:
-    return out / f"{figures['scenario']}-{figures['name']}.json"
+    return out / f"{figures['scenario']:02d}-{figures['name']}.json"
 
 
 def write_scenario(out: Path, figures: dict[str, Any]) -> Path:
@@ -135,7 +135,10 @@ def _details(figures: dict[str, Any]) -> str:
     window = figures.get("window") or {}
     reasons = (figures.get("verdict") or {}).get("reasons") or []
     items = [
-        f"fault: {figures.get('fault', '-')}",
+        f"fault: {figures.get('fault', '-')}"
+        + {True: " (failover)", False: " (no failover: the same node came back)"}.get(
+            seen.get("failover"), ""
+        ),
         f"signals: {signals or '-'}",
         f"purchases completed before/after the fault: {window.get('completed_before', '-')}"
         f"/{window.get('completed_after', '-')}, failed after the fault: "
