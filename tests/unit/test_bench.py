@@ -97,6 +97,8 @@ def test_one_pretix_container_runs_web_and_worker_with_the_clusters_settings(sta
     assert app["command"] == ["standalone"]
     assert app["deploy"]["replicas"] == 1
     assert app["healthcheck"]["test"][-1] == "standalone"
+    # never replaced for a probe that queued behind buyers (as pretix's own install)
+    assert app["healthcheck"]["retries"] > cluster["services"]["web"]["healthcheck"]["retries"]
     expected = (
         cluster["services"]["web"]["environment"] | cluster["services"]["worker"]["environment"]
     )

@@ -186,6 +186,12 @@ def _app_service(spec: ClusterSpec, images: ImageSet) -> Service:
     # health checks cost what one web plus one worker replica's cost.
     service["healthcheck"]["timeout"] = "30s"
     service["healthcheck"]["interval"] = worker["healthcheck"]["interval"]
+    # pretix's own install is never restarted for a slow health check. Under load both
+    # sync gunicorn workers are busy, the probe queues behind the buyers and times out,
+    # and Swarm replaced the only container mid-run (seen: every buyer got 502s). So only
+    # a container failing its check for ~10 minutes is replaced; the check still gates
+    # the start (Swarm counts a task running once it is healthy).
+    service["healthcheck"]["retries"] = 20
     return service
 
 
