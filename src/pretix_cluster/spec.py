@@ -64,7 +64,12 @@ class NginxSection(_Section):
 class WebSection(_Section):
     replicas: int = Field(2, ge=1, description="gunicorn containers behind nginx")
     gunicorn_workers: int = Field(2, ge=1, description="processes per web replica")
-    gunicorn_threads: int = Field(1, ge=1)
+    gunicorn_threads: int = Field(
+        4,
+        ge=1,
+        description="threads per process (gthread): pretix's async views wait on celery "
+        "results, so a sync process sits idle while it waits",
+    )
     memory: MemorySize = Field("768M", description=MEMORY_HELP)
 
 

@@ -123,11 +123,11 @@ def reconcile(
         problems.append(f"{len(missing)} order(s) a buyer saw are not in the database (lost)")
     if not_live:
         problems.append(f"{len(not_live)} order(s) a buyer saw are canceled or expired")
-    if phantom:
-        problems.append(
-            f"{len(phantom)} order(s) in the database no buyer completed "
-            f"({len(unacknowledged)} unacknowledged, {len(unknown)} unknown)"
-        )
+    # An order whose buyer saw an error or was cut off at the end of the run is
+    # counted (phantom_unacknowledged) but is no fault: it exists and pretix
+    # mails it. Only an order that no buyer's attempt explains is one.
+    if unknown:
+        problems.append(f"{len(unknown)} order(s) in the database that no buyer attempted")
     if several or claimed_twice:
         problems.append(
             f"duplicates: {len(several)} attempt(s) with several orders, "
@@ -171,6 +171,8 @@ def reconcile(
 
 def summary_lines(acc: dict[str, Any]) -> list[str]:
     """The accounting in a few human lines (console and HTML)."""
+    if "quota" not in acc:  # the accounting itself failed (API unreachable): say so, nothing else
+        return ["accounting FAILED: " + "; ".join(acc.get("problems") or ["no figures"])]
     q = acc["quota"]
     lines = [
         f"orders in the database: {acc['orders_in_db']} {acc['orders_by_status']}",

@@ -259,6 +259,10 @@ def _pretix_service(
             ["CMD", "pretix-entrypoint", "healthcheck", role],
             interval=HEALTH_INTERVAL.get(role, 10),
             timeout=8,
+            # A busy web replica answers its check late; 3 misses (30 s) got
+            # healthy replicas killed under 20 buyers, which only made the
+            # overload worse. A hung one is still replaced within ~70 s.
+            retries=6,
             start=start,
         ),
         "stop_grace_period": "30s",
