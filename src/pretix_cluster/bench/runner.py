@@ -100,11 +100,13 @@ def run_bench(cluster: Cluster, opts: BenchOptions, console: Console) -> tuple[d
                 )
                 try:
                     result = run_loadtest(measured, load, console)
-                except UserError as exc:
-                    # One run that cannot start (e.g. a failed calibration purchase) is a
-                    # finding about that system; the other runs still tell the rest.
-                    say(f"[bold red]{system} {scenario}: {exc}[/]")
-                    errors.append(f"{system} {scenario}: {exc}")
+                except Exception as exc:
+                    # A run that fails (a failed calibration purchase, a crash in its report)
+                    # is a finding about that system; the other runs still tell the rest,
+                    # and the cluster is brought back up below.
+                    what = str(exc) if isinstance(exc, UserError) else repr(exc)
+                    say(f"[bold red]{system} {scenario}: {what}[/]")
+                    errors.append(f"{system} {scenario}: {what}")
                     continue
                 runs[system][scenario] = analysis.system_figures(
                     result.summary, _samples(result.out), os.cpu_count() or 1
