@@ -27,6 +27,7 @@ def test_window_runs_from_last_purchase_before_to_first_after():
         record(999, 1020, "failed", kind="timeout"),
         record(1005, 1031),  # the first one whose order was placed after the fault
         record(1010, 1040),
+        record(1100, 1120, "interrupted", kind="interrupted"),  # the load's end, not a fault
     ]
     w = analysis.write_window(records, FAULT)
     assert w["last_ok_before_at"] == 997
@@ -37,6 +38,7 @@ def test_window_runs_from_last_purchase_before_to_first_after():
     assert w["failed_after_fault"] == 2
     assert w["failed_kinds_after_fault"] == {"server_error": 1, "timeout": 1}
     assert (w["completed_before"], w["completed_after"]) == (2, 2)
+    assert w["interrupted_at_end"] == 1
 
 
 def test_an_order_page_loaded_after_the_fault_does_not_end_the_window():

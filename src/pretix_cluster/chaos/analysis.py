@@ -252,7 +252,8 @@ def write_window(records: list[dict[str, Any]], fault_at: float) -> dict[str, An
     after = [r["t1"] for r in done if order_placed_at(r) > fault_at]
     last_ok = max(before, default=None)
     first_ok = min(after, default=None)
-    failed = [r for r in load if r.get("outcome") != "completed"]
+    # "interrupted": Locust stopped the buyer at the end of the load, not the cluster's doing.
+    failed = [r for r in load if r.get("outcome") == "failed"]
     lo = last_ok if last_ok is not None else fault_at
     hi = first_ok if first_ok is not None else float("inf")
     in_window = [r for r in failed if lo <= r["t1"] <= hi]
@@ -267,6 +268,7 @@ def write_window(records: list[dict[str, Any]], fault_at: float) -> dict[str, An
         "failed_in_window": len(in_window),
         "failed_after_fault": len(after_fault),
         "failed_kinds_after_fault": dict(Counter(r.get("kind") or "?" for r in after_fault)),
+        "interrupted_at_end": sum(1 for r in load if r.get("outcome") == "interrupted"),
         "retries_after_fault": sum(r.get("retries") or 0 for r in load if r["t1"] > fault_at),
     }
 
