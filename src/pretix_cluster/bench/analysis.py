@@ -19,7 +19,9 @@ phase's steady window is interpolated.
   was (nearly) busy, the host's CPU is the limit and the component with the
   largest share is named.
 - **Capacity for a rate R** (purchases/min), per component with ``c`` CPU-s
-  per purchase (net of its idle use) at a planned utilisation ``U``::
+  per purchase (all its CPU during the run, idle work such as health checks
+  included: conservative, and the idle sample is noisy on a shared machine)
+  at a planned utilisation ``U``::
 
       cores(c)        = R/60 * c / U
       web replicas    = ceil(R/60 * c_web / (U * gunicorn_workers))
@@ -125,7 +127,7 @@ def system_figures(
         "p95_s": summary["latency_s"]["purchase"]["p95"],
         "phases": phase_rows(summary, samples),
         "cpu_s_per_purchase": {
-            c: v["cpu_s_per_purchase_net_of_idle"] for c, v in cpu["cluster_by_component"].items()
+            c: v["cpu_s_per_purchase"] for c, v in cpu["cluster_by_component"].items()
         },
         "cpu_s_per_purchase_total": cpu["cluster_cpu_s_per_purchase"],
         "cores_avg": cpu["cluster_cores_avg"],

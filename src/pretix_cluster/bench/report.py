@@ -94,7 +94,7 @@ def tables(doc: dict[str, Any]) -> Tables:
     ]
     out.append(
         (
-            "CPU-seconds per completed purchase by component (net of idle)",
+            "CPU-seconds per completed purchase by component",
             ["component", *(f"{s} {sc}" for s, sc in columns)],
             rows,
         )
