@@ -315,3 +315,14 @@ def test_fault_at_must_leave_time_to_recover():
     runner.ChaosOptions(duration=120, fault_at=35).validate()
     with pytest.raises(UserError):
         runner.ChaosOptions(duration=60, fault_at=40).validate()
+
+
+def test_a_partition_drops_everything_but_loopback_and_heals_the_same_rules():
+    from pretix_cluster.chaos.faults import partition_rules
+
+    cut, heal = partition_rules("-I"), partition_rules("-D")
+    assert [c[3] for c in cut] == ["INPUT", "OUTPUT"]
+    assert all(c[-2:] == ["-j", "DROP"] and "lo" in c and "!" in c for c in cut)
+    assert [[a for a in c if a not in ("-I", "1")] for c in cut] == [
+        [a for a in c if a != "-D"] for c in heal
+    ]

@@ -23,7 +23,6 @@ import docker.errors
 from docker.models.containers import Container
 
 from pretix_cluster import swarm
-from pretix_cluster.swarm import STACK_LABEL
 
 DOCKERD_LOG = Path("/var/log/dockerd.log")
 DOCKERD_STOP_S = 90.0
@@ -76,43 +75,68 @@ class Stop(Fault):
         return f"stop {self.container.name}"
 
 
+# Everything but loopback: Docker's DNS (127.0.0.11) and the container's own
+# healthcheck keep working, every peer is silent.
+PARTITION_RULES = (("INPUT", "-i"), ("OUTPUT", "-o"))
+
+
+def partition_rules(action: str) -> list[list[str]]:
+    """iptables commands that drop (``-I``) or restore (``-D``) all non-loopback traffic."""
+    return [
+        [
+            "iptables",
+            "-w",
+            action,
+            chain,
+            *(["1"] if action == "-I" else []),
+            "!",
+            flag,
+            "lo",
+            "-j",
+            "DROP",
+        ]
+        for chain, flag in PARTITION_RULES
+    ]
+
+
 @dataclass
 class Partition(Fault):
-    """Cut the container off every overlay network of the stack; reconnect on heal.
+    """Drop every packet to and from the container (iptables in its network namespace).
 
     The process keeps running and believes it is fine: the others must notice
     (no heartbeat, no leader key) and must not let two nodes accept writes.
-    The stack's networks are attachable, so Docker can reconnect the task.
+    Packets vanish as on a cut link, no error comes back. Not `docker network
+    disconnect`: reconnecting a Swarm task that way does not bring its service
+    name back into Docker's DNS, so the node could never rejoin (seen with a
+    partitioned Redis master that stayed unreachable for good).
     """
 
-    client: docker.DockerClient
     container: Container
-    stack: str
     kind: str = "partition"
     needs_heal: bool = True
-    networks: list[str] = field(default_factory=list)
-    aliases: dict[str, list[str]] = field(default_factory=dict)
+    pid: int | None = None
 
     def inject(self) -> None:
         self.container.reload()
-        attached = self.container.attrs["NetworkSettings"]["Networks"]
-        for network in self.client.networks.list(filters={"label": f"{STACK_LABEL}={self.stack}"}):
-            if network.name in attached:
-                self.aliases[network.name] = attached[network.name].get("Aliases") or []
-                network.disconnect(self.container, force=True)
-                self.networks.append(network.name)
+        self.pid = int(self.container.attrs["State"]["Pid"])
+        for command in partition_rules("-I"):
+            self._in_netns(command, check=True)
 
     def heal(self) -> None:
-        while self.networks:
-            name = self.networks[0]
-            with contextlib.suppress(docker.errors.NotFound):
-                self.client.networks.get(name).connect(
-                    self.container, aliases=self.aliases.get(name) or None
-                )
-            self.networks.pop(0)
+        if self.pid is None:
+            return
+        # The task may have been restarted meanwhile: its namespace (and the
+        # rules) went with it, so a failing delete is fine.
+        for command in partition_rules("-D"):
+            self._in_netns(command, check=False)
+        self.pid = None
+
+    def _in_netns(self, command: list[str], *, check: bool) -> None:
+        nsenter = ["nsenter", "-t", str(self.pid), "-n"]
+        subprocess.run(nsenter + command, check=check, capture_output=True, timeout=30)
 
     def describe(self) -> str:
-        return f"disconnect {self.container.name} from the stack's networks"
+        return f"drop all traffic of {self.container.name} (iptables in its namespace)"
 
 
 @dataclass

@@ -117,7 +117,7 @@ def kill(cluster: Cluster, target: Target) -> faults.Fault:
 
 def partition(cluster: Cluster, target: Target) -> faults.Fault:
     assert target.container is not None
-    return faults.Partition(cluster.client, target.container, cluster.stack)
+    return faults.Partition(target.container)
 
 
 def restart_daemon(cluster: Cluster, target: Target) -> faults.Fault:
