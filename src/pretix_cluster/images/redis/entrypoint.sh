@@ -220,6 +220,20 @@ start_redis() {
 }
 
 # --- sentinel ---------------------------------------------------------------
+# The persisted known replicas, minus the master itself and repeats. Sentinel
+# refuses to start ("FATAL CONFIG FILE ERROR ... Duplicate hostname and port
+# for replica") when its own rewritten file names the current master as a
+# known replica too, which it did after failovers here: all three sentinels
+# then crash-looped after a restart and Redis had no failover at all.
+known_replicas() {
+    local monitor master_host master_port
+    monitor="$(grep -E "^sentinel monitor $MASTER_NAME " <<<"$1" | head -n1)"
+    read -r _ _ _ master_host master_port _ <<<"$monitor"
+    grep -E "^sentinel known-replica $MASTER_NAME " <<<"$1" \
+        | grep -vxF "sentinel known-replica $MASTER_NAME $master_host $master_port" \
+        | sort -u || true
+}
+
 start_sentinel() {
     NODE_NAME="${SENTINEL_NODE_NAME:?SENTINEL_NODE_NAME must be set (the DNS name of this sentinel)}"
     is_name "$NODE_NAME" || die "bad SENTINEL_NODE_NAME"
@@ -288,7 +302,8 @@ start_sentinel() {
         echo "sentinel down-after-milliseconds $MASTER_NAME $down_after"
         echo "sentinel failover-timeout $MASTER_NAME $failover_timeout"
         echo "sentinel parallel-syncs $MASTER_NAME $parallel_syncs"
-        grep -E '^sentinel (config-epoch|leader-epoch|known-replica|known-sentinel) ' <<<"$state" || true
+        grep -E '^sentinel (config-epoch|leader-epoch|known-sentinel) ' <<<"$state" || true
+        known_replicas "$state"
     } >"$tmp"
     chmod 0600 "$tmp"
     mv -f "$tmp" "$conf"
