@@ -64,11 +64,12 @@ class NginxSection(_Section):
 class WebSection(_Section):
     replicas: int = Field(2, ge=1, description="gunicorn containers behind nginx")
     gunicorn_workers: int = Field(2, ge=1, description="processes per web replica")
+    # Measured (20 buyers, 120 s, quiet 2-core machine, results/tune-threads*):
+    # 2 sync processes per replica held 82.1 purchases/min (p95 18.4 s, 1.24
+    # CPU-s each), 2 x 4 gthreads only 66.2/min (p95 23.0 s, 1.45 CPU-s): the
+    # node is CPU-bound, and threads add GIL contention, not throughput.
     gunicorn_threads: int = Field(
-        4,
-        ge=1,
-        description="threads per process (gthread): pretix's async views wait on celery "
-        "results, so a sync process sits idle while it waits",
+        1, ge=1, description="threads per process; >1 switches gunicorn to gthread"
     )
     memory: MemorySize = Field("768M", description=MEMORY_HELP)
 
