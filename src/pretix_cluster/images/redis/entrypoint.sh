@@ -228,7 +228,7 @@ start_redis() {
 known_replicas() {
     local monitor master_host master_port
     monitor="$(grep -E "^sentinel monitor $MASTER_NAME " <<<"$1" | head -n1)"
-    read -r _ _ _ master_host master_port _ <<<"$monitor"
+    read -r _ _ _ master_host master_port _ <<<"$monitor" || true
     grep -E "^sentinel known-replica $MASTER_NAME " <<<"$1" \
         | grep -vxF "sentinel known-replica $MASTER_NAME $master_host $master_port" \
         | sort -u || true
