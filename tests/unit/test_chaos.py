@@ -116,6 +116,21 @@ def test_a_primary_restarted_before_its_key_expired_keeps_its_role():
     assert seen["failover"] is False
 
 
+def test_stale_views_right_after_the_kill_are_not_a_repair():
+    # Swarm saw the task die first while HAProxy and Patroni still showed pg-1 serving.
+    watch = Watch("pg_primary", "pg-1", "pg-1", {"pg-1": 1})
+    stale = pg_sample(1000.4, "pg-1", "", "pg-1")
+    stale["patroni"] = [{"name": "pg-1", "role": "leader", "state": "running"}]
+    stale["tasks"]["pg-1"] = 0
+    gone = pg_sample(1004, "pg-1", "", None)
+    gone["patroni"] = [{"name": "pg-1", "role": "leader", "state": "stopped"}]
+    back = pg_sample(1013, "pg-1", "", "pg-1")
+    back["patroni"] = [{"name": "pg-1", "role": "leader", "state": "running"}]
+    seen = analysis.timeline([stale, gone, back], watch, FAULT)
+    assert seen["detect_s"] == 0.4
+    assert (seen["repair_s"], seen["rejoin_s"]) == (13, 13)
+
+
 def test_repair_needs_every_haproxy_on_the_new_leader():
     watch = Watch("pg_primary", "pg-1", "pg-1", {"pg-1": 1})
     split = pg_sample(1005, "pg-2", "", "pg-2")

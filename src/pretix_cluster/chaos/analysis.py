@@ -202,14 +202,36 @@ def first_time(samples: list[Sample], predicate: Predicate, after: float) -> flo
     return None
 
 
+def first_recovery(samples: list[Sample], predicate: Predicate, after: float) -> float | None:
+    """First time ``predicate`` holds again after a sample (at or after ``after``) showed it
+    failing; when no sample ever did, the first time it held (the role was never seen out).
+
+    Right after a kill the views are stale (HAProxy still routes to the dead node,
+    Patroni still names it leader): a "healthy" sample then proves nothing.
+    """
+    seen_failing, first_ok = False, None
+    for s in samples:
+        if s["t"] < after:
+            continue
+        try:
+            ok = bool(predicate(s))
+        except (KeyError, TypeError, AttributeError):
+            continue  # a probe that did not answer is no evidence either way
+        if not ok:
+            seen_failing = True
+        elif seen_failing:
+            return s["t"]
+        elif first_ok is None:
+            first_ok = s["t"]
+    return None if seen_failing else first_ok
+
+
 def timeline(samples: list[Sample], watch: Watch, fault_at: float) -> dict[str, Any]:
     """Detection (per signal and first), repair and rejoin, in seconds after the fault."""
     seen = {name: first_time(samples, p, fault_at) for name, p in signals(watch).items()}
     detected = min((t for t in seen.values() if t is not None), default=None)
-    # Repair and rejoin count only once noticed: before that, stale views look fine.
-    start = detected if detected is not None else fault_at
-    fixed = first_time(samples, repaired(watch), start)
-    back = first_time(samples, rejoined(watch), fixed if fixed is not None else start)
+    fixed = first_recovery(samples, repaired(watch), fault_at)
+    back = first_recovery(samples, rejoined(watch), fault_at)
     failover = FAILOVER_SIGNALS.get(watch.kind)
     return {
         # Whether another node took the role over (None: not a role that fails over).

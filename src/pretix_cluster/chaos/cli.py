@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from pretix_cluster.chaos import report
-from pretix_cluster.chaos.runner import ChaosOptions, run_scenario
+from pretix_cluster.chaos.runner import ChaosOptions, reanalyse, run_scenario
 from pretix_cluster.chaos.scenarios import SCENARIOS, select
 from pretix_cluster.cluster import Cluster
 from pretix_cluster.errors import UserError
@@ -97,6 +97,27 @@ def run(
     out.print(f"report: {html}")
     if not all(f["verdict"]["passed"] for f in done):
         raise typer.Exit(1)
+
+
+@app.command("analyse")
+def analyse(
+    folder: Annotated[Path, typer.Argument(help="a results/chaos-<stamp>/ folder")],
+) -> None:
+    """Recompute every scenario's timeline and verdict from its recorded samples."""
+    files = sorted(p for p in folder.glob("[0-9]*.json") if not p.name.endswith(".samples.json"))
+    if not files:
+        raise UserError(f"{folder} holds no scenario results (NN-name.json).")
+    done = []
+    for path in files:
+        figures = json.loads(path.read_text())
+        samples_file = path.with_name(path.stem + ".samples.json")
+        samples = json.loads(samples_file.read_text()) if samples_file.exists() else []
+        done.append(reanalyse(figures, samples))
+        report.write_scenario(folder, done[-1])
+    meta = {"stack": done[0].get("stack"), "users": done[0].get("users")}
+    html = report.write_report(folder, done, meta | {"duration_s": done[0].get("duration_s")})
+    _print_table(done)
+    out.print(f"report: {html}")
 
 
 def _print_one(figures: dict[str, Any], path: Path) -> None:

@@ -33,7 +33,7 @@ from pretix_cluster import status, swarm
 from pretix_cluster.chaos import analysis
 from pretix_cluster.chaos.faults import Fault
 from pretix_cluster.chaos.observe import HealthWatch, Sampler
-from pretix_cluster.chaos.scenarios import Scenario, Target
+from pretix_cluster.chaos.scenarios import Scenario, Target, select
 from pretix_cluster.cluster import Cluster
 from pretix_cluster.errors import UserError
 from pretix_cluster.loadtest.ledger import LedgerTail, read_ledger
@@ -176,6 +176,7 @@ def run_scenario(
         sampler.avoid = target.node
         fault = scenario.fault(cluster, target)
         figures |= {"target": _target_dict(target), "fault": fault.describe(), "kind": fault.kind}
+        figures["watch"] = dataclasses.asdict(watch)  # what `chaos analyse` needs to redo it
         figures["load_started_at"] = started
         say(f"fault: {fault.describe()}")
         fault_at = time.time()
@@ -308,6 +309,29 @@ def _figures(
     figures["samples_file"] = str(samples_file)
     _write_json(samples_file, sampler.samples)
     return figures
+
+
+def reanalyse(figures: dict[str, Any], samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """The timeline and verdict again, from a run's recorded samples (after the analysis
+    improved): the samples are the evidence, the figures only a reading of them."""
+    fault_at = figures.get("fault_at")
+    if fault_at is None or "target" not in figures:
+        return figures
+    stored = figures.get("watch")
+    watch = analysis.Watch(**stored) if stored else _watch_of(figures, samples)
+    figures["timeline"] = analysis.timeline(samples, watch, fault_at)
+    figures["verdict"] = analysis.verdict(figures)
+    return figures
+
+
+def _watch_of(figures: dict[str, Any], samples: list[dict[str, Any]]) -> analysis.Watch:
+    """For runs recorded before the watch was stored: the scenario's kind, the target, and
+    the tasks that ran in the last sample before the fault."""
+    [scenario] = select([str(figures["scenario"])])
+    before = [s for s in samples if s["t"] < figures["fault_at"] and s.get("tasks")]
+    desired = before[-1]["tasks"] if before else {}
+    target = figures["target"]
+    return analysis.Watch(scenario.watch, target["service"], target["node"], desired)
 
 
 def _write_json(path: Path, data: Any) -> None:
