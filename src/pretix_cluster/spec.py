@@ -145,7 +145,9 @@ class RedisSection(_Section):
     sentinels: int = Field(3, ge=3, le=9, description="Sentinels watching the master (odd)")
     quorum: int = Field(2, ge=1, description="Sentinels that must agree the master is down")
     master_name: str = Field("mymaster", pattern=r"^[a-z][a-z0-9]*$")
-    down_after_ms: int = Field(5000, ge=1000)
+    down_after_ms: int = Field(
+        3000, ge=1000, description="Sentinel declares the master down after this silence"
+    )
     failover_timeout_ms: int = Field(30000, ge=5000)
     memory: MemorySize = Field("128M", description=MEMORY_HELP)
 

@@ -120,3 +120,9 @@ def test_no_service_depends_on_ipvs(stack):
         assert service["deploy"]["endpoint_mode"] == "dnsrr", name
         for port in service.get("ports", []):
             assert port["mode"] == "host", name
+
+
+def test_a_crashed_redis_node_returns_only_after_sentinel_could_fail_over(stack, spec):
+    delay = stack["services"]["redis-1"]["deploy"]["restart_policy"]["delay"]
+    assert int(delay.rstrip("s")) * 1000 > spec.redis.down_after_ms
+    assert stack["services"]["sentinel-1"]["deploy"]["restart_policy"]["delay"] == "2s"

@@ -18,6 +18,7 @@ Design choices that matter for availability:
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import yaml
@@ -33,6 +34,8 @@ REDIS_UID = "998"
 HAPROXY_UID = "997"
 MEDIA_MOUNT = "/data/media"
 ROLE_LABEL = "pretix-cluster.role"
+# Seconds beyond Sentinel's down-after for the failover itself (vote, promotion).
+REDIS_RESTART_MARGIN_S = 5
 
 Service = dict[str, Any]
 
@@ -94,13 +97,19 @@ def _healthcheck(
     }
 
 
-def _deploy(role: str, memory: str, replicas: int = 1, start_first: bool = False) -> dict[str, Any]:
+def _deploy(
+    role: str,
+    memory: str,
+    replicas: int = 1,
+    start_first: bool = False,
+    restart_delay_s: int = 2,
+) -> dict[str, Any]:
     return {
         "mode": "replicated",
         "endpoint_mode": "dnsrr",
         "replicas": replicas,
         "labels": {ROLE_LABEL: role},
-        "restart_policy": {"condition": "any", "delay": "2s", "window": "30s"},
+        "restart_policy": {"condition": "any", "delay": f"{restart_delay_s}s", "window": "30s"},
         # A volume-backed singleton must stop before its successor opens the same data.
         "update_config": {
             "parallelism": 1,
@@ -215,8 +224,23 @@ def _redis_like(
         ),
         # Longer than redis' own shutdown-timeout (10 s), which waits for replicas.
         "stop_grace_period": "20s",
-        "deploy": _deploy(role, memory),
+        "deploy": _deploy(role, memory, restart_delay_s=_redis_restart_delay_s(spec, role)),
     }
+
+
+def _redis_restart_delay_s(spec: ClusterSpec, role: str) -> int:
+    """A crashed Redis node comes back only once Sentinel has had time to replace it.
+
+    Measured with an immediate restart: the killed master was back within
+    Sentinel's down-after, asked the Sentinels, heard "you are the master",
+    started as master with its AOF while Sentinel promoted a replica; HAProxy
+    then saw two masters and refused connections (its single-writer rule) until
+    Sentinel demoted the old one: 18.3 s without Redis. Coming back after the
+    failover, the node hears the new master's name and starts as its replica.
+    """
+    if role != "redis":
+        return 2
+    return math.ceil(spec.redis.down_after_ms / 1000) + REDIS_RESTART_MARGIN_S
 
 
 def _haproxy_service(spec: ClusterSpec, images: ImageSet) -> Service:
