@@ -114,8 +114,8 @@ def analyse(
         samples = json.loads(samples_file.read_text()) if samples_file.exists() else []
         done.append(reanalyse(figures, samples))
         report.write_scenario(folder, done[-1])
-    meta = {"stack": done[0].get("stack"), "users": done[0].get("users")}
-    html = report.write_report(folder, done, meta | {"duration_s": done[0].get("duration_s")})
+    meta = {key: done[0].get(key) for key in ("stack", "users", "duration_s")}
+    html = report.write_report(folder, done, meta)
     _print_table(done)
     out.print(f"report: {html}")
 

@@ -319,6 +319,7 @@ def reanalyse(figures: dict[str, Any], samples: list[dict[str, Any]]) -> dict[st
         return figures
     stored = figures.get("watch")
     watch = analysis.Watch(**stored) if stored else _watch_of(figures, samples)
+    figures["watch"] = dataclasses.asdict(watch)  # the next analysis needs no reconstruction
     figures["timeline"] = analysis.timeline(samples, watch, fault_at)
     figures["verdict"] = analysis.verdict(figures)
     return figures
