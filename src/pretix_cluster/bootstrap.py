@@ -53,7 +53,7 @@ def up(cluster: Cluster, progress: Progress) -> UpResult:
     swarm.wait_converged(
         client, cluster.stack, DATA_TIER_TIMEOUT, progress, names=cluster.data_tier()
     )
-    if cluster.uses_patroni:
+    if cluster.topology.uses_patroni:
         patroni.apply_dynamic_settings(cluster, progress)
     migrate(cluster, progress)
     swarm.wait_converged(client, cluster.stack, APP_TIER_TIMEOUT, progress)

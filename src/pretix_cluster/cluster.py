@@ -6,15 +6,15 @@ import json
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import ClassVar
 
 import docker
 
 from pretix_cluster import swarm
 from pretix_cluster.errors import UserError
 from pretix_cluster.images import build
-from pretix_cluster.render.configs import ClusterFile, render_files
-from pretix_cluster.render.stack import dump_stack, render_stack
+from pretix_cluster.render.configs import ClusterFile
+from pretix_cluster.render.stack import dump_stack
+from pretix_cluster.render.topology import HA, Topology
 from pretix_cluster.secrets import SecretStore
 from pretix_cluster.spec import ClusterSpec, load_spec
 
@@ -28,8 +28,7 @@ class Cluster:
     spec: ClusterSpec
     spec_dir: Path
     ca_file: Path | None = None
-    # False for the bench's single-node baseline (plain PostgreSQL, nothing to converge).
-    uses_patroni: ClassVar[bool] = True
+    topology: Topology = HA
 
     @classmethod
     def from_file(cls, spec_file: Path, ca_file: Path | None = None) -> Cluster:
@@ -55,17 +54,17 @@ class Cluster:
         return build.find_ca_bundle(self.ca_file)
 
     def files(self) -> dict[str, ClusterFile]:
-        return render_files(self.spec, self.secrets.ensure_all())
+        return self.topology.files(self.spec, self.secrets.ensure_all())
 
     def images(self) -> build.ImageSet:
         return build.planned_tags(self.client, self.spec.images.base, self.ca_bundle())
 
     def stack_yaml(self, images: build.ImageSet, files: dict[str, ClusterFile]) -> str:
-        return dump_stack(render_stack(self.spec, images, files))
+        return dump_stack(self.topology.stack(self.spec, images, files))
 
     def data_tier(self) -> set[str]:
         """The services that must be healthy before migrations run."""
-        return {self.spec.service_name(n) for n in [*self.spec.stateful_nodes, "haproxy"]}
+        return {self.spec.service_name(n) for n in self.topology.data_tier(self.spec)}
 
     def shop_info(self) -> dict:
         path = self.state_dir / SHOP_INFO_FILE

@@ -117,6 +117,10 @@ class PostgresSection(_Section):
             "synchronous_mode": self.synchronous,
         }
 
+    def server_parameters(self) -> dict[str, object]:
+        """PostgreSQL's own settings: Patroni's nodes and the single node's server alike."""
+        return {"max_connections": self.max_connections, "shared_buffers": self.shared_buffers}
+
     @model_validator(mode="after")
     def _patroni_timing_rule(self) -> PostgresSection:
         # Patroni's own rule: otherwise a healthy leader can lose its key between two loops.

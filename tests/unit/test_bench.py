@@ -7,17 +7,11 @@ import pytest
 import yaml
 
 from pretix_cluster.bench import analysis, report
-from pretix_cluster.bench.stacks import BaselineCluster
+from pretix_cluster.bench.stacks import baseline_of
 from pretix_cluster.cluster import Cluster
 from pretix_cluster.images.build import COMPONENTS, ImageSet
-from pretix_cluster.render.baseline import (
-    baseline_spec,
-    postgres_parameters,
-    render_baseline_files,
-    render_baseline_stack,
-)
-from pretix_cluster.render.configs import render_files
-from pretix_cluster.render.stack import dump_stack, render_stack
+from pretix_cluster.render.stack import dump_stack
+from pretix_cluster.render.topology import HA, SINGLE_NODE, single_node_spec
 from pretix_cluster.secrets import SecretStore
 from pretix_cluster.spec import ClusterSpec, parse_spec
 
@@ -44,17 +38,17 @@ def spec():
 
 @pytest.fixture
 def base(spec, tmp_path):
-    return baseline_spec(spec, tmp_path / "baseline")
+    return single_node_spec(spec, tmp_path / "baseline")
 
 
 @pytest.fixture
 def files(base, values):
-    return render_baseline_files(base, values)
+    return SINGLE_NODE.files(base, values)
 
 
 @pytest.fixture
-def stack(base, files, values):
-    return render_baseline_stack(base, IMAGES, files, postgres_parameters(base, values))
+def stack(base, files):
+    return SINGLE_NODE.stack(base, IMAGES, files)
 
 
 # --- the baseline stack ---------------------------------------------------------
@@ -78,7 +72,7 @@ def test_name_port_url_and_state_derive_from_the_spec(spec, base, tmp_path):
     explicit = spec.model_copy(
         update={"bench": spec.bench.model_copy(update={"baseline_port": 9500})}
     )
-    assert baseline_spec(explicit, tmp_path).nginx.port == 9500
+    assert single_node_spec(explicit, tmp_path).nginx.port == 9500
 
 
 def test_only_nginx_publishes_the_baseline_port(stack, base):
@@ -88,11 +82,7 @@ def test_only_nginx_publishes_the_baseline_port(stack, base):
 
 
 def test_one_pretix_container_runs_web_and_worker_with_the_clusters_settings(stack, spec):
-    cluster = render_stack(
-        spec,
-        IMAGES,
-        render_files(spec, _fake_values()),
-    )
+    cluster = HA.stack(spec, IMAGES, HA.files(spec, _fake_values()))
     app = stack["services"]["web"]
     assert app["command"] == ["standalone"]
     assert app["deploy"]["replicas"] == 1
@@ -107,11 +97,11 @@ def test_one_pretix_container_runs_web_and_worker_with_the_clusters_settings(sta
     assert app["environment"]["PRETIX_CELERY_CONCURRENCY"] == str(spec.worker.concurrency)
 
 
-def test_plain_postgres_gets_the_clusters_parameters_and_is_not_patroni(stack, base, values):
+def test_plain_postgres_gets_the_clusters_parameters_and_is_not_patroni(stack, base):
     pg = stack["services"]["pg"]
     assert pg["command"][0] == "pg-standalone"
     options = dict(o.split("=", 1) for o in pg["command"][2::2])
-    assert options == {k: str(v) for k, v in postgres_parameters(base, values).items()}
+    assert options == {k: str(v) for k, v in base.postgres.server_parameters().items()}
     assert options["max_connections"] == str(base.postgres.max_connections)
     assert "PATRONI_NAME" not in (pg.get("environment") or {})
     assert pg["stop_signal"] == "SIGINT"
@@ -143,7 +133,7 @@ def test_no_secret_value_in_the_baseline_stack_or_its_configs(stack, files, valu
 
 def test_baseline_cluster_has_its_own_stack_and_state(tmp_path):
     cluster = Cluster(ClusterSpec(), tmp_path)
-    baseline = BaselineCluster.of(cluster)
+    baseline = baseline_of(cluster)
     assert baseline.stack == f"{cluster.stack}-base"
     assert baseline.state_dir == cluster.state_dir / "baseline"
     assert baseline.data_tier() == {f"{baseline.stack}_pg", f"{baseline.stack}_redis"}

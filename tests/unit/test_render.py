@@ -6,8 +6,8 @@ import pytest
 import yaml
 
 from pretix_cluster.images.build import COMPONENTS, ImageSet
-from pretix_cluster.render.configs import render_files
-from pretix_cluster.render.stack import dump_stack, render_stack
+from pretix_cluster.render.stack import dump_stack
+from pretix_cluster.render.topology import HA
 from pretix_cluster.secrets import SecretStore
 from pretix_cluster.spec import ClusterSpec
 
@@ -24,13 +24,13 @@ def spec():
 
 @pytest.fixture
 def files(spec, values):
-    return render_files(spec, values)
+    return HA.files(spec, values)
 
 
 @pytest.fixture
 def stack(spec, files):
     images = ImageSet({c: f"pretix-cluster/{c}:unit" for c in COMPONENTS})
-    return render_stack(spec, images, files)
+    return HA.stack(spec, images, files)
 
 
 def test_docker_stack_config_accepts_the_stack(stack, tmp_path):
@@ -60,7 +60,7 @@ def test_one_service_per_stateful_node_from_the_spec(stack, spec):
 def test_replica_counts_come_from_the_spec():
     spec = ClusterSpec.model_validate({"web": {"replicas": 5}, "worker": {"replicas": 3}})
     images = ImageSet({c: "x:y" for c in COMPONENTS})
-    stack = render_stack(spec, images, render_files(spec, _fake_values()))
+    stack = HA.stack(spec, images, HA.files(spec, _fake_values()))
     assert stack["services"]["web"]["deploy"]["replicas"] == 5
     assert stack["services"]["worker"]["deploy"]["replicas"] == 3
     assert stack["services"]["cron"]["deploy"]["replicas"] == 1

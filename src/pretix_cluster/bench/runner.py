@@ -36,7 +36,6 @@ from rich.console import Console
 
 from pretix_cluster import bootstrap
 from pretix_cluster.bench import analysis, stacks
-from pretix_cluster.bench.stacks import BaselineCluster
 from pretix_cluster.cluster import Cluster
 from pretix_cluster.errors import UserError
 from pretix_cluster.loadtest.runner import LoadOptions, run_loadtest
@@ -62,7 +61,7 @@ class BenchOptions:
 def run_bench(cluster: Cluster, opts: BenchOptions, console: Console) -> tuple[dict, Path]:
     """Run the whole bench; returns the bench document and its folder."""
     _validate(opts)
-    baseline = BaselineCluster.of(cluster)
+    baseline = stacks.baseline_of(cluster)
     target = opts.target or cluster.spec.bench.target
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
     out = (opts.out or Path("results") / f"bench-{stamp}").resolve()

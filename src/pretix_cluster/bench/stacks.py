@@ -1,60 +1,35 @@
-"""The baseline stack as the tool's other commands see a cluster, and pausing a stack.
+"""The bench's stacks: the baseline as a cluster of its own, and pausing a stack.
 
-:class:`BaselineCluster` is a :class:`~pretix_cluster.cluster.Cluster` whose
-files and stack come from :mod:`pretix_cluster.render.baseline`, with its own
-state folder (secrets, API token, ``shop.json``) under the cluster's. So
-``bootstrap.up`` deploys it (or restores a paused stack's replicas), migrates
-it and sets up the same demo shop, and ``run_loadtest`` drives it, without
-knowing the difference.
+The baseline is a :class:`~pretix_cluster.cluster.Cluster` with the
+single-node topology (:data:`~pretix_cluster.render.topology.SINGLE_NODE`),
+its own stack name, port and state folder (secrets, API token, ``shop.json``)
+under the cluster's. So ``bootstrap.up`` deploys it (or restores a paused
+stack's replicas), migrates it and sets up the same demo shop, and
+``run_loadtest`` drives it, without knowing the difference.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import time
-from dataclasses import dataclass
-from typing import ClassVar
 
 from docker.models.services import Service
 
 from pretix_cluster import swarm
 from pretix_cluster.cluster import Cluster
 from pretix_cluster.errors import UserError
-from pretix_cluster.images import build
-from pretix_cluster.render.baseline import (
-    baseline_spec,
-    data_tier,
-    postgres_parameters,
-    render_baseline_files,
-    render_baseline_stack,
-)
-from pretix_cluster.render.configs import ClusterFile
-from pretix_cluster.render.stack import ROLE_LABEL, dump_stack
+from pretix_cluster.render.stack import ROLE_LABEL
+from pretix_cluster.render.topology import SINGLE_NODE, single_node_spec
 
 BASELINE_STATE = "baseline"
 PAUSE_TIMEOUT = 180  # longer than the longest stop_grace_period (60 s)
 
 
-@dataclass
-class BaselineCluster(Cluster):
+def baseline_of(cluster: Cluster) -> Cluster:
     """The single-node baseline of a cluster: same spec and images, its own stack."""
-
-    uses_patroni: ClassVar[bool] = False
-
-    @classmethod
-    def of(cls, cluster: Cluster) -> BaselineCluster:
-        spec = baseline_spec(cluster.spec, cluster.state_dir / BASELINE_STATE)
-        return cls(spec, cluster.spec_dir, cluster.ca_file)
-
-    def files(self) -> dict[str, ClusterFile]:
-        return render_baseline_files(self.spec, self.secrets.ensure_all())
-
-    def stack_yaml(self, images: build.ImageSet, files: dict[str, ClusterFile]) -> str:
-        parameters = postgres_parameters(self.spec, self.secrets.ensure_all())
-        return dump_stack(render_baseline_stack(self.spec, images, files, parameters))
-
-    def data_tier(self) -> set[str]:
-        return data_tier(self.spec)
+    spec = single_node_spec(cluster.spec, cluster.state_dir / BASELINE_STATE)
+    return dataclasses.replace(cluster, spec=spec, topology=SINGLE_NODE)
 
 
 def is_deployed(cluster: Cluster) -> bool:

@@ -96,10 +96,7 @@ def patroni_context(spec: ClusterSpec, values: dict[str, str]) -> dict[str, obje
         "rewind_password": values["pg_rewind_password"],
         "restapi_password": values["patroni_restapi_password"],
         **pg.dcs_settings(),
-        "pg_parameters": {
-            "max_connections": pg.max_connections,
-            "shared_buffers": pg.shared_buffers,
-        },
+        "pg_parameters": pg.server_parameters(),
         "network_cidr_allow": "0.0.0.0/0",
     }
 

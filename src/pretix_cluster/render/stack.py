@@ -1,4 +1,7 @@
-"""The Swarm stack file, built as a Python structure from the spec.
+"""The Swarm stack's building blocks: one function per service kind, as Python data.
+
+The topologies (:mod:`pretix_cluster.render.topology`) compose them into whole
+stacks; nothing here decides which services a deployment has.
 
 Design choices that matter for availability:
 - every service uses `dnsrr` endpoints and nginx publishes in `host` mode: no
@@ -33,6 +36,7 @@ POSTGRES_UID = "999"
 REDIS_UID = "998"
 HAPROXY_UID = "997"
 MEDIA_MOUNT = "/data/media"
+MEDIA_VOLUME = "media"
 ROLE_LABEL = "pretix-cluster.role"
 # Seconds beyond Sentinel's down-after for the failover itself (vote, promotion).
 REDIS_RESTART_MARGIN_S = 5
@@ -40,29 +44,24 @@ REDIS_RESTART_MARGIN_S = 5
 Service = dict[str, Any]
 
 
-def render_stack(spec: ClusterSpec, images: ImageSet, files: dict[str, ClusterFile]) -> dict:
-    """The complete stack as data; `dump_stack` turns it into YAML."""
-    services: dict[str, Service] = {}
-    services.update(_etcd_services(spec, images))
-    services.update(_postgres_services(spec, images))
-    services.update(_redis_services(spec, images))
-    services["haproxy"] = _haproxy_service(spec, images)
-    services["web"] = _web_service(spec, images)
-    services["worker"] = _worker_service(spec, images)
-    services["cron"] = _cron_service(spec, images)
-    services["nginx"] = _nginx_service(spec, images)
+NETWORKS = ("db", "cache", "front")
+
+
+def stack_document(
+    spec: ClusterSpec,
+    services: dict[str, Service],
+    volumes: list[str],
+    files: dict[str, ClusterFile],
+) -> dict:
+    """A complete stack file as data: services, their networks, volumes, secrets and configs."""
     return {
         "version": STACK_VERSION,
         "services": services,
-        "networks": {
-            # attachable: the tool's one-off jobs and the chaos suite join them.
-            "db": {"driver": "overlay", "attachable": True},
-            "cache": {"driver": "overlay", "attachable": True},
-            "front": {"driver": "overlay", "attachable": True},
-        },
-        "volumes": {name: {} for name in _volume_names(spec)},
-        "secrets": _external_objects(spec, files, secret=True),
-        "configs": _external_objects(spec, files, secret=False),
+        # attachable: the tool's one-off jobs and the chaos suite join them.
+        "networks": {name: {"driver": "overlay", "attachable": True} for name in NETWORKS},
+        "volumes": {name: {} for name in volumes},
+        "secrets": external_objects(spec, files, secret=True),
+        "configs": external_objects(spec, files, secret=False),
     }
 
 
@@ -70,11 +69,12 @@ def dump_stack(stack: dict) -> str:
     return yaml.safe_dump(stack, sort_keys=False, default_flow_style=False)
 
 
-def _volume_names(spec: ClusterSpec) -> list[str]:
-    return [f"{name}-data" for name in spec.stateful_nodes] + ["media"]
+def data_volume(service: str) -> str:
+    """Each stateful service owns one volume named after it."""
+    return f"{service}-data"
 
 
-def _external_objects(spec: ClusterSpec, files: dict[str, ClusterFile], secret: bool) -> dict:
+def external_objects(spec: ClusterSpec, files: dict[str, ClusterFile], secret: bool) -> dict:
     return {
         f.name: {"external": True, "name": f.object_name(spec.stack)}
         for f in files.values()
@@ -85,7 +85,7 @@ def _external_objects(spec: ClusterSpec, files: dict[str, ClusterFile], secret: 
 # --- building blocks -------------------------------------------------------
 
 
-def _healthcheck(
+def healthcheck(
     test: list[str], interval: int = 10, timeout: int = 5, retries: int = 3, start: int = 30
 ) -> dict:
     return {
@@ -97,7 +97,7 @@ def _healthcheck(
     }
 
 
-def _deploy(
+def deploy(
     role: str,
     memory: str,
     replicas: int = 1,
@@ -122,14 +122,14 @@ def _deploy(
     }
 
 
-def _secret(name: str, uid: str, mode: int = 0o400) -> dict:
+def secret(name: str, uid: str, mode: int = 0o400) -> dict:
     return {"source": name, "target": name, "uid": uid, "gid": uid, "mode": mode}
 
 
 # --- services --------------------------------------------------------------
 
 
-def _etcd_services(spec: ClusterSpec, images: ImageSet) -> dict[str, Service]:
+def etcd_services(spec: ClusterSpec, images: ImageSet) -> dict[str, Service]:
     peer, client = spec.ports.etcd_peer, spec.ports.etcd_client
     initial_cluster = ",".join(f"{m}=http://{m}:{peer}" for m in spec.etcd_members)
     services = {}
@@ -148,17 +148,17 @@ def _etcd_services(spec: ClusterSpec, images: ImageSet) -> dict[str, Service]:
                 "ETCD_LISTEN_PEER_URLS": f"http://0.0.0.0:{peer}",
                 "ETCD_LISTEN_CLIENT_URLS": f"http://0.0.0.0:{client}",
             },
-            "volumes": [f"{member}-data:/var/lib/etcd"],
+            "volumes": [f"{data_volume(member)}:/var/lib/etcd"],
             "networks": ["db"],
-            "healthcheck": _healthcheck(
+            "healthcheck": healthcheck(
                 ["CMD", "/usr/local/bin/healthcheck.sh"], retries=6, start=60
             ),
-            "deploy": _deploy("etcd", spec.etcd.memory),
+            "deploy": deploy("etcd", spec.etcd.memory),
         }
     return services
 
 
-def _postgres_services(spec: ClusterSpec, images: ImageSet) -> dict[str, Service]:
+def postgres_services(spec: ClusterSpec, images: ImageSet) -> dict[str, Service]:
     services = {}
     for node in spec.pg_nodes:
         services[node] = {
@@ -169,24 +169,24 @@ def _postgres_services(spec: ClusterSpec, images: ImageSet) -> dict[str, Service
                 "PATRONI_RESTAPI_CONNECT_ADDRESS": f"{node}:{spec.ports.patroni}",
                 "PATRONI_POSTGRESQL_CONNECT_ADDRESS": f"{node}:{spec.ports.postgres}",
             },
-            "volumes": [f"{node}-data:/var/lib/postgresql/data"],
+            "volumes": [f"{data_volume(node)}:/var/lib/postgresql/data"],
             "networks": ["db"],
             "secrets": [
-                _secret("patroni.yml", POSTGRES_UID),
-                _secret("pg_pretix_password", POSTGRES_UID),
+                secret("patroni.yml", POSTGRES_UID),
+                secret("pg_pretix_password", POSTGRES_UID),
             ],
             # Frequent: a restarted node is resolvable (and routable) only once healthy.
-            "healthcheck": _healthcheck(
+            "healthcheck": healthcheck(
                 ["CMD", "/usr/local/bin/healthcheck.sh"], interval=3, timeout=4, retries=5, start=60
             ),
             # Patroni demotes cleanly on SIGTERM; give it time before SIGKILL.
             "stop_grace_period": "60s",
-            "deploy": _deploy("postgres", spec.postgres.memory),
+            "deploy": deploy("postgres", spec.postgres.memory),
         }
     return services
 
 
-def _redis_services(spec: ClusterSpec, images: ImageSet) -> dict[str, Service]:
+def redis_services(spec: ClusterSpec, images: ImageSet) -> dict[str, Service]:
     common_env = {
         "REDIS_NODES": ",".join(spec.redis_nodes),
         "REDIS_SENTINELS": ",".join(spec.sentinel_nodes),
@@ -197,17 +197,17 @@ def _redis_services(spec: ClusterSpec, images: ImageSet) -> dict[str, Service]:
     }
     services = {}
     for node in spec.redis_nodes:
-        services[node] = _redis_like(
+        services[node] = redis_like(
             spec, images, node, "redis", common_env | {"REDIS_NODE_NAME": node}
         )
     for node in spec.sentinel_nodes:
-        services[node] = _redis_like(
+        services[node] = redis_like(
             spec, images, node, "sentinel", common_env | {"SENTINEL_NODE_NAME": node}
         )
     return services
 
 
-def _redis_like(
+def redis_like(
     spec: ClusterSpec, images: ImageSet, node: str, role: str, env: dict[str, str]
 ) -> Service:
     memory = spec.redis.memory
@@ -216,15 +216,15 @@ def _redis_like(
         "hostname": node,
         "command": [role],
         "environment": env,
-        "volumes": [f"{node}-data:/data"],
+        "volumes": [f"{data_volume(node)}:/data"],
         "networks": ["cache"],
-        "secrets": [_secret("redis_password", REDIS_UID)],
-        "healthcheck": _healthcheck(
+        "secrets": [secret("redis_password", REDIS_UID)],
+        "healthcheck": healthcheck(
             ["CMD", "redis-healthcheck", role], interval=3, timeout=4, retries=5, start=30
         ),
         # Longer than redis' own shutdown-timeout (10 s), which waits for replicas.
         "stop_grace_period": "20s",
-        "deploy": _deploy(role, memory, restart_delay_s=_redis_restart_delay_s(spec, role)),
+        "deploy": deploy(role, memory, restart_delay_s=_redis_restart_delay_s(spec, role)),
     }
 
 
@@ -243,13 +243,13 @@ def _redis_restart_delay_s(spec: ClusterSpec, role: str) -> int:
     return math.ceil(spec.redis.down_after_ms / 1000) + REDIS_RESTART_MARGIN_S
 
 
-def _haproxy_service(spec: ClusterSpec, images: ImageSet) -> Service:
+def haproxy_service(spec: ClusterSpec, images: ImageSet) -> Service:
     return {
         "image": images["haproxy"],
         "networks": ["db", "cache"],
-        "secrets": [_secret("haproxy.cfg", HAPROXY_UID)],
-        "healthcheck": _healthcheck(["CMD", "haproxy-healthcheck"], interval=3, start=10),
-        "deploy": _deploy("haproxy", spec.haproxy.memory, spec.haproxy.replicas, start_first=True),
+        "secrets": [secret("haproxy.cfg", HAPROXY_UID)],
+        "healthcheck": healthcheck(["CMD", "haproxy-healthcheck"], interval=3, start=10),
+        "deploy": deploy("haproxy", spec.haproxy.memory, spec.haproxy.replicas, start_first=True),
     }
 
 
@@ -259,7 +259,7 @@ def _haproxy_service(spec: ClusterSpec, images: ImageSet) -> Service:
 HEALTH_INTERVAL = {"worker": 30}
 
 
-def _pretix_service(
+def pretix_service(
     spec: ClusterSpec,
     images: ImageSet,
     role: str,
@@ -276,10 +276,10 @@ def _pretix_service(
         "image": images["pretix"],
         "command": [role],
         "environment": env,
-        "volumes": [f"media:{MEDIA_MOUNT}"],
+        "volumes": [f"{MEDIA_VOLUME}:{MEDIA_MOUNT}"],
         "networks": ["db", "cache", "front"],
-        "secrets": [_secret("pretix.cfg", PRETIX_UID)],
-        "healthcheck": _healthcheck(
+        "secrets": [secret("pretix.cfg", PRETIX_UID)],
+        "healthcheck": healthcheck(
             ["CMD", "pretix-entrypoint", "healthcheck", role],
             interval=HEALTH_INTERVAL.get(role, 10),
             timeout=8,
@@ -290,32 +290,32 @@ def _pretix_service(
             start=start,
         ),
         "stop_grace_period": "30s",
-        "deploy": _deploy(role, memory, replicas, start_first=role == "web"),
+        "deploy": deploy(role, memory, replicas, start_first=role == "web"),
     }
 
 
-def _web_service(spec: ClusterSpec, images: ImageSet) -> Service:
+def web_service(spec: ClusterSpec, images: ImageSet) -> Service:
     env = {
         "PRETIX_GUNICORN_WORKERS": str(spec.web.gunicorn_workers),
         "PRETIX_GUNICORN_THREADS": str(spec.web.gunicorn_threads),
     }
-    return _pretix_service(spec, images, "web", spec.web.memory, spec.web.replicas, env)
+    return pretix_service(spec, images, "web", spec.web.memory, spec.web.replicas, env)
 
 
-def _worker_service(spec: ClusterSpec, images: ImageSet) -> Service:
+def worker_service(spec: ClusterSpec, images: ImageSet) -> Service:
     env = {"PRETIX_CELERY_CONCURRENCY": str(spec.worker.concurrency)}
-    return _pretix_service(spec, images, "worker", spec.worker.memory, spec.worker.replicas, env)
+    return pretix_service(spec, images, "worker", spec.worker.memory, spec.worker.replicas, env)
 
 
-def _cron_service(spec: ClusterSpec, images: ImageSet) -> Service:
+def cron_service(spec: ClusterSpec, images: ImageSet) -> Service:
     # Exactly one runner: pretix's periodic-task guard is not race-safe.
     env = {"PRETIX_CRON_INTERVAL": str(spec.cron.interval_seconds)}
-    return _pretix_service(
+    return pretix_service(
         spec, images, "cron", spec.cron.memory, 1, env, start=spec.cron.interval_seconds
     )
 
 
-def _nginx_service(spec: ClusterSpec, images: ImageSet) -> Service:
+def nginx_service(spec: ClusterSpec, images: ImageSet) -> Service:
     return {
         "image": images["nginx"],
         "networks": ["front"],
@@ -328,10 +328,10 @@ def _nginx_service(spec: ClusterSpec, images: ImageSet) -> Service:
                 "mode": "host",
             }
         ],
-        "volumes": [f"media:{MEDIA_MOUNT}:ro"],
+        "volumes": [f"{MEDIA_VOLUME}:{MEDIA_MOUNT}:ro"],
         "configs": [{"source": "nginx.conf", "target": "/etc/nginx/nginx.conf", "mode": 0o444}],
-        "healthcheck": _healthcheck(["CMD", "nginx-healthcheck"], start=10),
+        "healthcheck": healthcheck(["CMD", "nginx-healthcheck"], start=10),
         # stop-first: a host-mode port cannot be bound twice on one node, so a
         # start-first update would wait forever for a free node.
-        "deploy": _deploy("nginx", spec.nginx.memory, spec.nginx.replicas),
+        "deploy": deploy("nginx", spec.nginx.memory, spec.nginx.replicas),
     }

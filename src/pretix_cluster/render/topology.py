@@ -1,0 +1,217 @@
+"""Deployment shapes: which services a deployment has, composed from the stack's blocks.
+
+A :class:`Topology` turns a spec into the files its services mount and the
+stack file that runs them, and names the services that must be healthy before
+migrations run. `up` deploys whichever topology a :class:`~pretix_cluster.cluster.Cluster`
+carries, `bench` uses both, and placement over several machines belongs here too.
+
+- :data:`HA`: the highly available cluster: Patroni + etcd, Redis + Sentinel,
+  HAProxy in front of both, pretix's web/worker/cron roles, nginx.
+- :data:`SINGLE_NODE`: what pretix's own small-scale Docker install gives, the
+  bench's baseline: one pretix container running gunicorn and a celery worker
+  (image role ``standalone``), one PostgreSQL 15 without Patroni
+  (``pg-standalone``), one Redis without Sentinel, nginx in front. Same images,
+  same per-process settings as one web plus one worker replica of the cluster,
+  same PostgreSQL parameters and the same nginx and pretix.cfg templates, so a
+  comparison measures what the cluster adds and nothing else. Its services are
+  named like the cluster's components (``web``, ``pg``, ``redis``, ``nginx``),
+  so migrations, the demo shop and the load test's CPU accounting work on it
+  unchanged; ``web`` is gunicorn and celery together here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from pretix_cluster.images.build import ImageSet
+from pretix_cluster.render import stack as blocks
+from pretix_cluster.render.configs import (
+    ClusterFile,
+    nginx_context,
+    pretix_context,
+    render_files,
+    template,
+)
+from pretix_cluster.spec import ClusterSpec
+
+SINGLE_NODE_SUFFIX = "-base"
+
+
+@dataclass(frozen=True)
+class Topology:
+    """One deployment shape; the subclasses say what it is made of."""
+
+    name: str
+    # Patroni's dynamic settings are converged by `up` only where Patroni runs.
+    uses_patroni: bool
+
+    def files(self, spec: ClusterSpec, values: dict[str, str]) -> dict[str, ClusterFile]:
+        raise NotImplementedError
+
+    def stack(self, spec: ClusterSpec, images: ImageSet, files: dict[str, ClusterFile]) -> dict:
+        raise NotImplementedError
+
+    def data_tier(self, spec: ClusterSpec) -> list[str]:
+        """Short names of the services that must be healthy before migrations run."""
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class HighAvailability(Topology):
+    def files(self, spec: ClusterSpec, values: dict[str, str]) -> dict[str, ClusterFile]:
+        return render_files(spec, values)
+
+    def stack(self, spec: ClusterSpec, images: ImageSet, files: dict[str, ClusterFile]) -> dict:
+        services: dict[str, blocks.Service] = {}
+        services.update(blocks.etcd_services(spec, images))
+        services.update(blocks.postgres_services(spec, images))
+        services.update(blocks.redis_services(spec, images))
+        services["haproxy"] = blocks.haproxy_service(spec, images)
+        services["web"] = blocks.web_service(spec, images)
+        services["worker"] = blocks.worker_service(spec, images)
+        services["cron"] = blocks.cron_service(spec, images)
+        services["nginx"] = blocks.nginx_service(spec, images)
+        volumes = [blocks.data_volume(n) for n in spec.stateful_nodes] + [blocks.MEDIA_VOLUME]
+        return blocks.stack_document(spec, services, volumes, files)
+
+    def data_tier(self, spec: ClusterSpec) -> list[str]:
+        return [*spec.stateful_nodes, "haproxy"]
+
+
+# The single node's services, named like the cluster's components.
+PG_SERVICE = "pg"
+REDIS_SERVICE = "redis"
+APP_ROLE = "standalone"  # the pretix image's role running gunicorn and celery together
+
+
+@dataclass(frozen=True)
+class SingleNode(Topology):
+    def files(self, spec: ClusterSpec, values: dict[str, str]) -> dict[str, ClusterFile]:
+        """pretix.cfg pointing straight at PostgreSQL and Redis, nginx.conf as the cluster's."""
+        ports = spec.ports
+        pretix = pretix_context(spec, values)
+        pretix |= {
+            "db": pretix["db"] | {"host": PG_SERVICE, "port": ports.postgres},
+            "replica": None,
+            "redis": {
+                "host": REDIS_SERVICE,
+                "port": ports.redis,
+                "password": values["redis_password"],
+            },
+        }
+        files = [
+            template("pretix.cfg", True, **pretix),
+            template("nginx.conf", False, **nginx_context(spec)),
+            ClusterFile("pg_pretix_password", values["pg_pretix_password"], True),
+            ClusterFile("redis_password", values["redis_password"], True),
+        ]
+        return {f.name: f for f in files}
+
+    def stack(self, spec: ClusterSpec, images: ImageSet, files: dict[str, ClusterFile]) -> dict:
+        services: dict[str, blocks.Service] = {
+            PG_SERVICE: plain_postgres_service(spec, images),
+            REDIS_SERVICE: lone_redis_service(spec, images),
+            "web": standalone_pretix_service(spec, images),
+            "nginx": blocks.nginx_service(spec, images),
+        }
+        volumes = [blocks.data_volume(PG_SERVICE), blocks.data_volume(REDIS_SERVICE)]
+        return blocks.stack_document(spec, services, [*volumes, blocks.MEDIA_VOLUME], files)
+
+    def data_tier(self, spec: ClusterSpec) -> list[str]:
+        return [PG_SERVICE, REDIS_SERVICE]
+
+
+HA = HighAvailability("ha", uses_patroni=True)
+SINGLE_NODE = SingleNode("single-node", uses_patroni=False)
+
+
+def single_node_spec(spec: ClusterSpec, state_dir: Path) -> ClusterSpec:
+    """The cluster's spec with the single node's stack name, port, URL and state folder.
+
+    Not re-validated on purpose: the stack name ``<name>-base`` is a valid
+    Docker name but longer than (and shaped unlike) what ``[cluster] name``
+    accepts. The URL is loopback: the single node is only ever reached from here.
+    """
+    port = spec.bench.baseline_port or spec.nginx.port + 1
+    cluster = spec.cluster.model_copy(
+        update={
+            "name": spec.stack + SINGLE_NODE_SUFFIX,
+            "url": f"http://127.0.0.1:{port}",
+            "state_dir": str(state_dir),
+        }
+    )
+    nginx = spec.nginx.model_copy(update={"port": port, "replicas": 1})
+    return spec.model_copy(update={"cluster": cluster, "nginx": nginx})
+
+
+def plain_postgres_service(spec: ClusterSpec, images: ImageSet) -> blocks.Service:
+    """PostgreSQL 15 without Patroni, with the cluster's server parameters."""
+    args = ["pg-standalone"]
+    for key, value in sorted(spec.postgres.server_parameters().items()):
+        args += ["-c", f"{key}={value}"]
+    return {
+        "image": images["postgres"],
+        "hostname": PG_SERVICE,
+        "command": args,
+        "volumes": [f"{blocks.data_volume(PG_SERVICE)}:/var/lib/postgresql/data"],
+        "networks": ["db"],
+        "secrets": [blocks.secret("pg_pretix_password", blocks.POSTGRES_UID)],
+        "healthcheck": blocks.healthcheck(
+            ["CMD", "pg_isready", "--quiet", "--host", "/var/run/postgresql"],
+            interval=3,
+            timeout=4,
+            retries=5,
+            start=60,
+        ),
+        # Fast shutdown: SIGTERM (smart) would wait for pretix's persistent connections.
+        "stop_signal": "SIGINT",
+        "stop_grace_period": "60s",
+        "deploy": blocks.deploy("postgres", spec.postgres.memory),
+    }
+
+
+def lone_redis_service(spec: ClusterSpec, images: ImageSet) -> blocks.Service:
+    """The image's `redis` role as a lone master: no peers, no sentinels to ask.
+
+    ``REDIS_SENTINELS=","`` is one empty name, which the entrypoint skips (an
+    empty value would fall back to its default sentinel names); with no
+    replica a master must accept writes (min-replicas-to-write 0), and a
+    restart need not wait for anyone to name the master.
+    """
+    env = {
+        "REDIS_NODE_NAME": REDIS_SERVICE,
+        "REDIS_NODES": REDIS_SERVICE,
+        "REDIS_SENTINELS": ",",
+        "REDIS_MIN_REPLICAS_TO_WRITE": "0",
+        "REDIS_ROLE_WAIT_S": "0",
+    }
+    return blocks.redis_like(spec, images, REDIS_SERVICE, "redis", env)
+
+
+def standalone_pretix_service(spec: ClusterSpec, images: ImageSet) -> blocks.Service:
+    """gunicorn with one web replica's settings and celery with one worker replica's."""
+    web, worker = blocks.web_service(spec, images), blocks.worker_service(spec, images)
+    memory = _add_memory(spec.web.memory, spec.worker.memory)
+    service = blocks.pretix_service(
+        spec, images, APP_ROLE, memory, 1, web["environment"] | worker["environment"]
+    )
+    # Two probes in one check (web's /healthcheck/, then celery's ping, a Django start-up
+    # that took >16 s on the loaded 2-core machine): a longer timeout, and as often as
+    # the worker's own check (the costly probe), so the single node's health checks
+    # cost what one web plus one worker replica's cost.
+    service["healthcheck"]["timeout"] = "30s"
+    service["healthcheck"]["interval"] = worker["healthcheck"]["interval"]
+    # pretix's own install is never restarted for a slow health check. Under load both
+    # sync gunicorn workers are busy, the probe queues behind the buyers and times out,
+    # and Swarm replaced the only container mid-run (seen: every buyer got 502s). So only
+    # a container failing its check for ~10 minutes is replaced; the check still gates
+    # the start (Swarm counts a task running once it is healthy).
+    service["healthcheck"]["retries"] = 20
+    return service
+
+
+def _add_memory(*sizes: str) -> str:
+    """``768M`` + ``1G`` -> ``1792M`` (the spec's MemorySize format)."""
+    factor = {"M": 1, "G": 1024}
+    return f"{sum(int(s[:-1]) * factor[s[-1]] for s in sizes)}M"
