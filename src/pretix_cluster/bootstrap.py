@@ -14,6 +14,7 @@ from pretix_cluster import patroni, swarm
 from pretix_cluster.cluster import API_TOKEN_FILE, Cluster
 from pretix_cluster.errors import UserError
 from pretix_cluster.images import build
+from pretix_cluster.render.stack import dump_stack
 from pretix_cluster.shop_setup import (
     ShopSetupError,
     ShopSetupParams,
@@ -43,12 +44,18 @@ def up(cluster: Cluster, progress: Progress) -> UpResult:
     swarm.ensure_swarm(client, progress)
     swarm.refuse_foreign_stack(client, cluster.stack)
     swarm.refuse_taken_port(client, cluster.stack, spec.nginx.port)
+    # Before anything is built or deployed: a spec the swarm cannot hold is refused here.
+    placement = cluster.topology.placement(spec, swarm.nodes(client))
 
     images = build.build_all(client, spec.images.base, cluster.ca_bundle(), progress)
     files = cluster.files()
     swarm.ensure_files(client, cluster.stack, files)
+    if placement is not None:
+        swarm.apply_placement(client, cluster.stack, placement, progress)
+    stack_doc = cluster.stack_document(images, files)
+    swarm.remove_services_changing_mode(client, cluster.stack, stack_doc, progress)
     progress(f"deploying stack {cluster.stack}")
-    swarm.deploy(cluster.stack, cluster.stack_yaml(images, files))
+    swarm.deploy(cluster.stack, dump_stack(stack_doc))
 
     swarm.wait_converged(
         client, cluster.stack, DATA_TIER_TIMEOUT, progress, names=cluster.data_tier()

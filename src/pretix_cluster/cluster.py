@@ -59,8 +59,11 @@ class Cluster:
     def images(self) -> build.ImageSet:
         return build.planned_tags(self.client, self.spec.images.base, self.ca_bundle())
 
+    def stack_document(self, images: build.ImageSet, files: dict[str, ClusterFile]) -> dict:
+        return self.topology.stack(self.spec, images, files)
+
     def stack_yaml(self, images: build.ImageSet, files: dict[str, ClusterFile]) -> str:
-        return dump_stack(self.topology.stack(self.spec, images, files))
+        return dump_stack(self.stack_document(images, files))
 
     def data_tier(self) -> set[str]:
         """The services that must be healthy before migrations run."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import tomllib
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -54,9 +54,8 @@ class ClusterSection(_Section):
 
 
 class NginxSection(_Section):
-    replicas: int = Field(1, ge=1)
     port: int = Field(
-        8080, ge=1, le=65535, description="the only published port: the shop, on every node"
+        8080, ge=1, le=65535, description="the only published port: the shop, on every entry node"
     )
     memory: MemorySize = Field("64M", description=MEMORY_HELP)
 
@@ -185,8 +184,62 @@ class ShopSection(_Section):
 
 
 class ImagesSection(_Section):
-    registry: str = Field("", description="registry for multi-node swarms; empty: local")
+    registry: str = Field(
+        "",
+        pattern=r"^([a-z0-9.-]+(:[0-9]+)?(/[a-z0-9._-]+)*)?$",
+        description="host[:port][/path] every node pulls the images from; empty: "
+        "this machine's images (a single-node swarm)",
+    )
     base: str = "debian:bookworm-slim"
+
+
+class PlacementSection(_Section):
+    """Which Swarm nodes run what (one node: everything there, as before)."""
+
+    nodes: list[str] = Field(
+        [],
+        description="hostnames of the nodes that may hold PostgreSQL, etcd, Redis and "
+        "Sentinel members, each member of a kind on its own node; empty: every node",
+    )
+    entry_nodes: list[str] = Field(
+        [],
+        description="hostnames of the nodes where nginx publishes the shop port "
+        "(put them behind DNS round robin or a load balancer); empty: every node",
+    )
+
+
+class MediaSection(_Section):
+    """Where pretix's media (uploads, generated tickets) live: every web and worker sees it."""
+
+    kind: Literal["volume", "bind", "nfs", "s3"] = Field(
+        "volume",
+        description="volume: a Docker volume on this node (one node only); bind: a directory "
+        "at `path` on every node (a shared disk); nfs: an NFS export mounted by Docker on "
+        "every node; s3: an S3-compatible bucket (credentials: the secrets s3_access_key and "
+        "s3_secret_key in the state folder)",
+    )
+    path: str = Field("", description="bind: the shared directory; nfs: the exported path")
+    nfs_server: str = Field("", description="nfs: the server's host name or address")
+    nfs_options: str = Field(
+        "nfsvers=4.1,rw,hard,timeo=600", description="nfs: mount options besides addr="
+    )
+    s3_endpoint: str = Field("", description="s3: the endpoint URL, e.g. https://s3.example.org")
+    s3_bucket: str = Field("", description="s3: the bucket")
+    s3_region: str = Field("", description="s3: the region, if the provider needs one")
+
+    @model_validator(mode="after")
+    def _kind_has_its_settings(self) -> MediaSection:
+        needed = {
+            "bind": ["path"],
+            "nfs": ["nfs_server", "path"],
+            "s3": ["s3_endpoint", "s3_bucket"],
+        }.get(self.kind, [])
+        missing = [key for key in needed if not getattr(self, key)]
+        if missing:
+            raise ValueError(f"kind = {self.kind!r} needs {' and '.join(missing)}")
+        if self.kind in ("bind", "nfs") and not self.path.startswith("/"):
+            raise ValueError("path must be absolute")
+        return self
 
 
 class Ports(_Section):
@@ -245,6 +298,8 @@ class ClusterSpec(_Section):
     haproxy: HaproxySection = HaproxySection()
     shop: ShopSection = ShopSection()
     images: ImagesSection = ImagesSection()
+    placement: PlacementSection = PlacementSection()
+    media: MediaSection = MediaSection()
     ports: Ports = Ports()
     bench: BenchSection = BenchSection()
 
@@ -271,9 +326,19 @@ class ClusterSpec(_Section):
         return _numbered("sentinel", self.redis.sentinels)
 
     @property
+    def member_groups(self) -> dict[str, list[str]]:
+        """The stateful members by kind; on several nodes, each of a kind on its own node."""
+        return {
+            "etcd": self.etcd_members,
+            "PostgreSQL": self.pg_nodes,
+            "Redis": self.redis_nodes,
+            "Sentinel": self.sentinel_nodes,
+        }
+
+    @property
     def stateful_nodes(self) -> list[str]:
         """The singleton services that own a volume: never replicated, never renamed."""
-        return self.etcd_members + self.pg_nodes + self.redis_nodes + self.sentinel_nodes
+        return [member for group in self.member_groups.values() for member in group]
 
     @property
     def shop_host(self) -> str:

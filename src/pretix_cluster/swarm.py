@@ -20,6 +20,7 @@ from docker.models.containers import Container
 from docker.models.services import Service
 
 from pretix_cluster.errors import UserError
+from pretix_cluster.render import placement
 from pretix_cluster.render.configs import ClusterFile
 from pretix_cluster.render.stack import ROLE_LABEL
 from pretix_cluster.spec import swarm_service_name
@@ -125,6 +126,54 @@ def prune_files(client: docker.DockerClient, stack: str, keep: set[str]) -> None
             if obj.name not in keep:
                 with contextlib.suppress(docker.errors.APIError):
                     obj.remove()
+
+
+# --- placement -------------------------------------------------------------------
+
+
+def nodes(client: docker.DockerClient) -> list[placement.Node]:
+    return [placement.Node.from_inspect(n.attrs) for n in client.nodes.list()]
+
+
+def apply_placement(
+    client: docker.DockerClient, stack: str, plan: placement.Plan, progress: Progress
+) -> None:
+    """Give each node exactly the stack's labels the plan wants; other labels stay."""
+    prefix = placement.member_label(stack, "")
+    current = client.nodes.list()
+    wanted = plan.labels_by_node(stack, [placement.Node.from_inspect(n.attrs) for n in current])
+    for node in current:
+        labels = node.attrs["Spec"].get("Labels") or {}
+        new = {k: v for k, v in labels.items() if not k.startswith(prefix)}
+        new |= wanted.get(node.id, {})
+        if new != labels:
+            hostname = node.attrs["Description"]["Hostname"]
+            progress(f"placement: labelling node {hostname}")
+            node.update(node.attrs["Spec"] | {"Labels": new})
+
+
+def remove_services_changing_mode(
+    client: docker.DockerClient, stack: str, stack_doc: dict, progress: Progress
+) -> None:
+    """Swarm cannot turn a replicated service global or back: such a service is removed
+    first, and the deploy then creates it anew (a few seconds without it)."""
+    for service in stack_services(client, stack):
+        short = service.name.removeprefix(f"{stack}_")
+        wanted = stack_doc["services"].get(short, {}).get("deploy", {}).get("mode")
+        mode = "global" if "Global" in service.attrs["Spec"].get("Mode", {}) else "replicated"
+        if wanted and wanted != mode:
+            progress(f"{service.name}: changing from {mode} to {wanted}: recreating it")
+            service.remove()
+            _wait_gone(client, service.name)
+
+
+def _wait_gone(client: docker.DockerClient, name: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    label = {"label": f"com.docker.swarm.service.name={name}"}
+    while client.services.list(filters={"name": name}) or client.api.containers(filters=label):
+        if time.monotonic() > deadline:
+            raise UserError(f"{name} was not removed within {int(timeout)} s; run `up` again.")
+        time.sleep(1)
 
 
 # --- deploy and wait -----------------------------------------------------------

@@ -17,7 +17,6 @@ def test_defaults_match_the_documented_topology():
     assert spec.redis_nodes == ["redis-1", "redis-2", "redis-3"]
     assert spec.sentinel_nodes == ["sentinel-1", "sentinel-2", "sentinel-3"]
     assert spec.haproxy.replicas == 2
-    assert spec.nginx.replicas == 1
     assert spec.postgres.synchronous
 
 

@@ -50,16 +50,17 @@ NETWORKS = ("db", "cache", "front")
 def stack_document(
     spec: ClusterSpec,
     services: dict[str, Service],
-    volumes: list[str],
+    data_volumes: list[str],
     files: dict[str, ClusterFile],
 ) -> dict:
     """A complete stack file as data: services, their networks, volumes, secrets and configs."""
+    volumes = {name: {} for name in data_volumes} | media_volume_definition(spec)
     return {
         "version": STACK_VERSION,
         "services": services,
         # attachable: the tool's one-off jobs and the chaos suite join them.
         "networks": {name: {"driver": "overlay", "attachable": True} for name in NETWORKS},
-        "volumes": {name: {} for name in volumes},
+        "volumes": volumes,
         "secrets": external_objects(spec, files, secret=True),
         "configs": external_objects(spec, files, secret=False),
     }
@@ -72,6 +73,34 @@ def dump_stack(stack: dict) -> str:
 def data_volume(service: str) -> str:
     """Each stateful service owns one volume named after it."""
     return f"{service}-data"
+
+
+def media_volume_definition(spec: ClusterSpec) -> dict[str, dict]:
+    """The stack's `media` volume: node-local, or an NFS export every node mounts itself.
+
+    A bind mount needs no volume. S3 keeps a node-local one as pretix's scratch
+    space; the media themselves go to the bucket (pretix_cluster_settings).
+    """
+    media = spec.media
+    if media.kind == "bind":
+        return {}
+    if media.kind == "nfs":
+        options = ",".join(o for o in (f"addr={media.nfs_server}", media.nfs_options) if o)
+        nfs = {"type": "nfs", "o": options, "device": f":{media.path}"}
+        return {MEDIA_VOLUME: {"driver": "local", "driver_opts": nfs}}
+    return {MEDIA_VOLUME: {}}
+
+
+def media_mount(spec: ClusterSpec, read_only: bool) -> str | dict:
+    """How a pretix or nginx container sees the media at MEDIA_MOUNT."""
+    if spec.media.kind == "bind":
+        return {
+            "type": "bind",
+            "source": spec.media.path,
+            "target": MEDIA_MOUNT,
+            "read_only": read_only,
+        }
+    return f"{MEDIA_VOLUME}:{MEDIA_MOUNT}" + (":ro" if read_only else "")
 
 
 def external_objects(spec: ClusterSpec, files: dict[str, ClusterFile], secret: bool) -> dict:
@@ -100,14 +129,14 @@ def healthcheck(
 def deploy(
     role: str,
     memory: str,
-    replicas: int = 1,
+    replicas: int | None = 1,
     start_first: bool = False,
     restart_delay_s: int = 2,
 ) -> dict[str, Any]:
-    return {
-        "mode": "replicated",
+    """Swarm's deploy section; ``replicas=None``: one task on every eligible node (global)."""
+    scale = {"mode": "global"} if replicas is None else {"mode": "replicated", "replicas": replicas}
+    return scale | {
         "endpoint_mode": "dnsrr",
-        "replicas": replicas,
         "labels": {ROLE_LABEL: role},
         "restart_policy": {"condition": "any", "delay": f"{restart_delay_s}s", "window": "30s"},
         # A volume-backed singleton must stop before its successor opens the same data.
@@ -124,6 +153,20 @@ def deploy(
 
 def secret(name: str, uid: str, mode: int = 0o400) -> dict:
     return {"source": name, "target": name, "uid": uid, "gid": uid, "mode": mode}
+
+
+def pin(service: Service, constraint: str) -> Service:
+    """Run the service only on nodes matching ``constraint`` (a stateful member's node)."""
+    placement = service["deploy"].setdefault("placement", {})
+    placement.setdefault("constraints", []).append(constraint)
+    return service
+
+
+def spread(service: Service) -> Service:
+    """Spread the service's replicas evenly over the nodes (one node: no effect)."""
+    placement = service["deploy"].setdefault("placement", {})
+    placement.setdefault("preferences", []).append({"spread": "node.id"})
+    return service
 
 
 # --- services --------------------------------------------------------------
@@ -276,7 +319,7 @@ def pretix_service(
         "image": images["pretix"],
         "command": [role],
         "environment": env,
-        "volumes": [f"{MEDIA_VOLUME}:{MEDIA_MOUNT}"],
+        "volumes": [media_mount(spec, read_only=False)],
         "networks": ["db", "cache", "front"],
         "secrets": [secret("pretix.cfg", PRETIX_UID)],
         "healthcheck": healthcheck(
@@ -328,10 +371,11 @@ def nginx_service(spec: ClusterSpec, images: ImageSet) -> Service:
                 "mode": "host",
             }
         ],
-        "volumes": [f"{MEDIA_VOLUME}:{MEDIA_MOUNT}:ro"],
+        "volumes": [media_mount(spec, read_only=True)],
         "configs": [{"source": "nginx.conf", "target": "/etc/nginx/nginx.conf", "mode": 0o444}],
         "healthcheck": healthcheck(["CMD", "nginx-healthcheck"], start=10),
+        # One per entry node (global): each publishes the shop's port on its machine.
         # stop-first: a host-mode port cannot be bound twice on one node, so a
         # start-first update would wait forever for a free node.
-        "deploy": deploy("nginx", spec.nginx.memory, spec.nginx.replicas),
+        "deploy": deploy("nginx", spec.nginx.memory, replicas=None),
     }

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pretix_cluster.images.build import ImageSet
+from pretix_cluster.render import placement
 from pretix_cluster.render import stack as blocks
 from pretix_cluster.render.configs import (
     ClusterFile,
@@ -33,6 +34,7 @@ from pretix_cluster.render.configs import (
     render_files,
     template,
 )
+from pretix_cluster.render.placement import entry_label, label_constraint, member_label
 from pretix_cluster.spec import ClusterSpec
 
 SINGLE_NODE_SUFFIX = "-base"
@@ -56,6 +58,10 @@ class Topology:
         """Short names of the services that must be healthy before migrations run."""
         raise NotImplementedError
 
+    def placement(self, spec: ClusterSpec, nodes: list[placement.Node]) -> placement.Plan | None:
+        """Which node holds each stateful member; None: the shape pins nothing."""
+        return None
+
 
 @dataclass(frozen=True)
 class HighAvailability(Topology):
@@ -72,11 +78,24 @@ class HighAvailability(Topology):
         services["worker"] = blocks.worker_service(spec, images)
         services["cron"] = blocks.cron_service(spec, images)
         services["nginx"] = blocks.nginx_service(spec, images)
-        volumes = [blocks.data_volume(n) for n in spec.stateful_nodes] + [blocks.MEDIA_VOLUME]
+        _place(spec, services)
+        volumes = [blocks.data_volume(n) for n in spec.stateful_nodes]
         return blocks.stack_document(spec, services, volumes, files)
 
     def data_tier(self, spec: ClusterSpec) -> list[str]:
         return [*spec.stateful_nodes, "haproxy"]
+
+    def placement(self, spec: ClusterSpec, nodes: list[placement.Node]) -> placement.Plan:
+        return placement.plan(spec, nodes)
+
+
+def _place(spec: ClusterSpec, services: dict[str, blocks.Service]) -> None:
+    """Members on their labelled node, nginx on the entry nodes, replicas spread."""
+    for member in spec.stateful_nodes:
+        blocks.pin(services[member], label_constraint(member_label(spec.stack, member)))
+    blocks.pin(services["nginx"], label_constraint(entry_label(spec.stack)))
+    for name in ("web", "worker", "haproxy"):
+        blocks.spread(services[name])
 
 
 # The single node's services, named like the cluster's components.
@@ -116,7 +135,7 @@ class SingleNode(Topology):
             "nginx": blocks.nginx_service(spec, images),
         }
         volumes = [blocks.data_volume(PG_SERVICE), blocks.data_volume(REDIS_SERVICE)]
-        return blocks.stack_document(spec, services, [*volumes, blocks.MEDIA_VOLUME], files)
+        return blocks.stack_document(spec, services, volumes, files)
 
     def data_tier(self, spec: ClusterSpec) -> list[str]:
         return [PG_SERVICE, REDIS_SERVICE]
@@ -141,7 +160,7 @@ def single_node_spec(spec: ClusterSpec, state_dir: Path) -> ClusterSpec:
             "state_dir": str(state_dir),
         }
     )
-    nginx = spec.nginx.model_copy(update={"port": port, "replicas": 1})
+    nginx = spec.nginx.model_copy(update={"port": port})
     return spec.model_copy(update={"cluster": cluster, "nginx": nginx})
 
 

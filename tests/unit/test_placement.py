@@ -1,0 +1,220 @@
+"""Placement: members pinned to distinct nodes, sticky labels, refusals; media per kind."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from pretix_cluster.errors import UserError
+from pretix_cluster.images.build import COMPONENTS, ImageSet
+from pretix_cluster.render import placement
+from pretix_cluster.render.placement import Node, entry_label, member_label
+from pretix_cluster.render.topology import HA, SINGLE_NODE
+from pretix_cluster.secrets import SECRET_NAMES
+from pretix_cluster.spec import parse_spec
+
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "swarm"
+IMAGES = ImageSet({c: f"pretix-cluster/{c}:unit" for c in COMPONENTS})
+VALUES = {name: f"value-of-{name}-0123456789" for name in SECRET_NAMES}
+SHARED = {"media": {"kind": "bind", "path": "/srv/shared/media"}}
+
+
+def _recorded_node() -> Node:
+    [attrs] = json.loads((FIXTURES / "node-inspect-single.json").read_text())
+    return Node.from_inspect(attrs)
+
+
+def _nodes(*hostnames: str, labels: dict[str, dict[str, str]] | None = None) -> list[Node]:
+    labels = labels or {}
+    return [Node(f"id-{h}", h, True, labels.get(h, {})) for h in hostnames]
+
+
+def test_a_recorded_node_parses():
+    node = _recorded_node()
+    assert node.hostname == "vm"
+    assert node.ready
+    assert node.labels == {}
+    assert len(node.id) == 25
+
+
+def test_one_node_holds_everything_as_before():
+    spec = parse_spec({})
+    plan = placement.plan(spec, [_recorded_node()])
+    assert set(plan.members) == set(spec.stateful_nodes)
+    assert set(plan.members.values()) == {"vm"}
+    assert plan.entry == ["vm"]
+
+
+def test_three_nodes_get_one_member_of_each_kind_each():
+    spec = parse_spec(SHARED)
+    plan = placement.plan(spec, _nodes("a", "b", "c"))
+    for kind, group in spec.member_groups.items():
+        hosts = [plan.members[m] for m in group]
+        assert sorted(hosts) == ["a", "b", "c"], kind
+    assert plan.entry == ["a", "b", "c"]
+
+
+def test_fewer_nodes_than_members_is_refused_before_anything():
+    with pytest.raises(UserError, match=r"3 etcd members need 3 nodes.*2 are eligible"):
+        placement.plan(parse_spec(SHARED), _nodes("a", "b"))
+
+
+def test_one_named_node_runs_everything_there():
+    spec = parse_spec(SHARED | {"placement": {"nodes": ["b"]}})
+    plan = placement.plan(spec, _nodes("a", "b", "c"))
+    assert set(plan.members.values()) == {"b"}
+
+
+def test_a_named_node_that_does_not_exist_is_refused():
+    spec = parse_spec(SHARED | {"placement": {"entry_nodes": ["x"]}})
+    with pytest.raises(UserError, match="entry_nodes names x"):
+        placement.plan(spec, _nodes("a", "b", "c"))
+
+
+def test_members_stay_where_their_data_is():
+    spec = parse_spec(SHARED)
+    stack = spec.stack
+    labels = {
+        "c": {member_label(stack, "pg-1"): "true"},
+        "a": {member_label(stack, "pg-3"): "true"},
+    }
+    plan = placement.plan(spec, _nodes("a", "b", "c", labels=labels))
+    assert plan.members["pg-1"] == "c"
+    assert plan.members["pg-3"] == "a"
+    assert plan.members["pg-2"] == "b"
+
+
+def test_a_member_whose_node_left_the_swarm_is_placed_anew():
+    spec = parse_spec(SHARED)
+    first = placement.plan(spec, _nodes("a", "b", "c"))
+    labels = {h: {} for h in "abcd"}
+    for member, host in first.members.items():
+        labels[host][member_label(spec.stack, member)] = "true"
+    del labels["b"]
+    again = placement.plan(spec, _nodes("a", "c", "d", labels=labels))
+    moved = {m for m, h in first.members.items() if h == "b"}
+    assert moved
+    assert all(again.members[m] == "d" for m in moved)
+    assert all(again.members[m] == h for m, h in first.members.items() if m not in moved)
+
+
+def test_a_member_on_a_node_no_longer_eligible_is_refused():
+    spec = parse_spec(SHARED | {"placement": {"nodes": ["a", "b", "d"]}})
+    labels = {"c": {member_label(spec.stack, "redis-2"): "true"}}
+    with pytest.raises(UserError, match="redis-2 keeps its data on node c"):
+        placement.plan(spec, _nodes("a", "b", "c", "d", labels=labels))
+
+
+def test_a_down_node_gets_no_new_member():
+    spec = parse_spec(SHARED)
+    nodes = [*_nodes("a", "b", "c"), Node("id-0", "0down", False, {})]
+    plan = placement.plan(spec, nodes)
+    assert "0down" not in plan.members.values()
+
+
+def test_labels_per_node_name_only_this_stack():
+    spec = parse_spec(SHARED)
+    nodes = _nodes("a", "b", "c")
+    plan = placement.plan(spec, nodes)
+    wanted = plan.labels_by_node(spec.stack, nodes)
+    assert wanted["id-a"][entry_label(spec.stack)] == "true"
+    assert sum(len(v) for v in wanted.values()) == len(spec.stateful_nodes) + 3
+
+
+def test_node_local_media_on_several_nodes_is_refused():
+    with pytest.raises(UserError, match=r"media.*bind, nfs or s3"):
+        placement.plan(parse_spec({}), _nodes("a", "b", "c"))
+
+
+# --- the stack: constraints and media -----------------------------------------------------
+
+
+def _ha_stack(raw: dict) -> dict:
+    spec = parse_spec(raw)
+    return HA.stack(spec, IMAGES, HA.files(spec, VALUES))
+
+
+def test_each_member_is_pinned_to_its_label_and_nginx_to_entry_nodes():
+    stack = _ha_stack({})
+    services = stack["services"]
+    assert services["pg-2"]["deploy"]["placement"]["constraints"] == [
+        "node.labels.pretix-cluster.pretix.pg-2 == true"
+    ]
+    nginx = services["nginx"]["deploy"]
+    assert nginx["mode"] == "global"
+    assert "replicas" not in nginx
+    assert nginx["placement"]["constraints"] == ["node.labels.pretix-cluster.pretix.entry == true"]
+    for name in ("web", "worker", "haproxy"):
+        assert services[name]["deploy"]["placement"]["preferences"] == [{"spread": "node.id"}]
+    assert "placement" not in services["cron"]["deploy"]
+
+
+def test_the_single_node_topology_pins_nothing():
+    spec = parse_spec({})
+    stack = SINGLE_NODE.stack(spec, IMAGES, SINGLE_NODE.files(spec, VALUES))
+    assert not any("placement" in s["deploy"] for s in stack["services"].values())
+    assert SINGLE_NODE.placement(spec, _nodes("a", "b")) is None
+
+
+def test_media_volume_by_default():
+    stack = _ha_stack({})
+    assert stack["volumes"]["media"] == {}
+    assert stack["services"]["web"]["volumes"] == ["media:/data/media"]
+    assert stack["services"]["nginx"]["volumes"] == ["media:/data/media:ro"]
+
+
+def test_media_on_nfs_is_a_volume_every_node_mounts():
+    stack = _ha_stack(
+        {"media": {"kind": "nfs", "nfs_server": "nfs.example.org", "path": "/export/pretix"}}
+    )
+    assert stack["volumes"]["media"] == {
+        "driver": "local",
+        "driver_opts": {
+            "type": "nfs",
+            "o": "addr=nfs.example.org,nfsvers=4.1,rw,hard,timeo=600",
+            "device": ":/export/pretix",
+        },
+    }
+    assert stack["services"]["worker"]["volumes"] == ["media:/data/media"]
+
+
+def test_media_on_a_shared_directory_is_a_bind_mount():
+    stack = _ha_stack(SHARED)
+    assert "media" not in stack["volumes"]
+    web_mount = stack["services"]["web"]["volumes"][0]
+    assert web_mount == {
+        "type": "bind",
+        "source": "/srv/shared/media",
+        "target": "/data/media",
+        "read_only": False,
+    }
+    assert stack["services"]["nginx"]["volumes"][0]["read_only"] is True
+
+
+@pytest.mark.parametrize(
+    ("media", "reason"),
+    [
+        ({"kind": "nfs", "path": "/x"}, "needs nfs_server"),
+        ({"kind": "bind"}, "needs path"),
+        ({"kind": "bind", "path": "relative"}, "absolute"),
+        ({"kind": "s3", "s3_bucket": "b"}, "needs s3_endpoint"),
+        ({"kind": "ceph"}, "media.kind"),
+    ],
+)
+def test_media_kinds_need_their_settings(media, reason):
+    with pytest.raises(UserError, match=reason):
+        parse_spec({"media": media})
+
+
+def test_new_members_never_join_a_kind_mate_even_on_the_least_loaded_node():
+    spec = parse_spec(SHARED)
+    stack = spec.stack
+    labels = {
+        "a": {member_label(stack, "pg-1"): "true"},
+        "b": {member_label(stack, "etcd-1"): "true"},
+        "c": {member_label(stack, "etcd-2"): "true"},
+        "d": {member_label(stack, "etcd-3"): "true"},
+    }
+    plan = placement.plan(spec, _nodes("a", "b", "c", "d", labels=labels))
+    pg_hosts = [plan.members[m] for m in spec.pg_nodes]
+    assert len(set(pg_hosts)) == 3, pg_hosts
