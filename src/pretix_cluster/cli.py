@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from pretix_cluster import bootstrap, swarm
+from pretix_cluster import nodes as nodes_module
 from pretix_cluster import status as status_module
 from pretix_cluster.bench import cli as bench_cli
 from pretix_cluster.chaos import cli as chaos_cli
@@ -195,6 +196,52 @@ def down(
         swarm.remove_stack(cluster.client, cluster.stack, progress)
         if purge:
             swarm.purge_data(cluster.client, cluster.stack, progress)
+            swarm.remove_placement_labels(cluster.client, cluster.stack)
             # The passwords and the API token belong to the data that is gone.
             shutil.rmtree(cluster.secrets.directory, ignore_errors=True)
     out.print(f"{cluster.stack} is down" + (" and purged" if purge else "; data kept"))
+
+
+nodes_app = typer.Typer(no_args_is_help=True, help="The swarm's machines as the cluster uses them.")
+app.add_typer(nodes_app, name="nodes")
+
+
+@nodes_app.command("list")
+def nodes_list(
+    spec_file: SpecOption = Path(DEFAULT_SPEC_FILE), as_json: JsonOption = False
+) -> None:
+    """Every node: state, role, and the cluster's members and entry point on it."""
+    cluster = Cluster.from_file(spec_file)
+    found = nodes_module.list_nodes(cluster)
+    rows = [
+        {
+            "hostname": n.hostname,
+            "ready": n.ready,
+            "role": n.role,
+            "manager": n.manager_status,
+            "availability": n.availability,
+            "address": n.address,
+            "entry": n.is_entry(cluster.stack),
+            "members": n.members(cluster.stack),
+        }
+        for n in found
+    ]
+    if as_json:
+        out.print_json(json.dumps(rows))
+        return
+    _table("nodes", list(rows[0]) if rows else [], rows)
+
+
+@nodes_app.command("remove")
+def nodes_remove(
+    node: Annotated[str, typer.Argument(help="hostname of a node that is down for good")],
+    spec_file: SpecOption = Path(DEFAULT_SPEC_FILE),
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask")] = False,
+) -> None:
+    """Remove a dead node from the swarm; its members are rebuilt on the other nodes."""
+    cluster = Cluster.from_file(spec_file)
+    if not yes:
+        typer.confirm(f"Remove {node} from the swarm for good (its disk is given up)?", abort=True)
+    with progress_display(f"removing node {node}") as progress:
+        result = nodes_module.remove_node(cluster, node, progress)
+    out.print(f"{node} removed; {cluster.stack} is up again at {result.url}")

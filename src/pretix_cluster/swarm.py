@@ -152,6 +152,29 @@ def apply_placement(
             node.update(node.attrs["Spec"] | {"Labels": new})
 
 
+def remove_placement_labels(client: docker.DockerClient, stack: str) -> None:
+    """Drop the stack's labels from every node (after its data is purged)."""
+    prefix = placement.member_label(stack, "")
+    for node in client.nodes.list():
+        labels = node.attrs["Spec"].get("Labels") or {}
+        kept = {k: v for k, v in labels.items() if not k.startswith(prefix)}
+        if kept != labels:
+            node.update(node.attrs["Spec"] | {"Labels": kept})
+
+
+def demote_node(client: docker.DockerClient, node_id: str) -> None:
+    node = client.nodes.get(node_id)
+    node.update(node.attrs["Spec"] | {"Role": "worker"})
+
+
+def remove_node(client: docker.DockerClient, node_id: str) -> None:
+    """`docker node rm --force`: the node is gone, its tasks are rescheduled."""
+    try:
+        client.api.remove_node(node_id, force=True)
+    except docker.errors.APIError as exc:
+        raise UserError(f"Swarm refused to remove the node ({_short(exc)}).") from None
+
+
 def remove_services_changing_mode(
     client: docker.DockerClient, stack: str, stack_doc: dict, progress: Progress
 ) -> None:

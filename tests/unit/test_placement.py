@@ -218,3 +218,15 @@ def test_new_members_never_join_a_kind_mate_even_on_the_least_loaded_node():
     plan = placement.plan(spec, _nodes("a", "b", "c", "d", labels=labels))
     pg_hosts = [plan.members[m] for m in spec.pg_nodes]
     assert len(set(pg_hosts)) == 3, pg_hosts
+
+
+def test_a_recorded_node_says_its_role_and_address():
+    node = _recorded_node()
+    assert (node.role, node.availability, node.manager_status) == ("manager", "active", "leader")
+    assert node.address
+    labelled = Node(
+        "x", "x", True, {member_label("shop", "pg-1"): "true", entry_label("shop"): "true"}
+    )
+    assert labelled.members("shop") == ["pg-1"]
+    assert labelled.is_entry("shop")
+    assert labelled.members("other") == []

@@ -51,16 +51,39 @@ class Node:
     hostname: str
     ready: bool
     labels: dict[str, str] = field(default_factory=dict)
+    role: str = "manager"
+    availability: str = "active"
+    address: str = ""
+    # Among managers: "leader", "reachable" or "unreachable"; "" for a worker.
+    manager_status: str = ""
 
     @classmethod
     def from_inspect(cls, attrs: dict[str, Any]) -> Node:
         """From the Engine API's node object (`docker node inspect`)."""
+        spec, status = attrs.get("Spec", {}), attrs.get("Status", {})
+        manager = attrs.get("ManagerStatus") or {}
         return cls(
             id=attrs["ID"],
             hostname=attrs["Description"]["Hostname"],
-            ready=attrs.get("Status", {}).get("State") == "ready",
-            labels=dict(attrs.get("Spec", {}).get("Labels") or {}),
+            ready=status.get("State") == "ready",
+            labels=dict(spec.get("Labels") or {}),
+            role=spec.get("Role", ""),
+            availability=spec.get("Availability", ""),
+            address=status.get("Addr", ""),
+            manager_status="leader" if manager.get("Leader") else manager.get("Reachability", ""),
         )
+
+    def members(self, stack: str) -> list[str]:
+        """The stack's stateful members this node holds (by its labels)."""
+        prefix = member_label(stack, "")
+        return sorted(
+            key.removeprefix(prefix)
+            for key, value in self.labels.items()
+            if key.startswith(prefix) and value == "true" and key != entry_label(stack)
+        )
+
+    def is_entry(self, stack: str) -> bool:
+        return self.labels.get(entry_label(stack)) == "true"
 
 
 @dataclass(frozen=True)
@@ -116,12 +139,9 @@ def _named_or_all(named: list[str], hostnames: list[str], key: str) -> list[str]
 def _current_members(stack: str, nodes: list[Node]) -> dict[str, str]:
     """Where each member's label is now (a member labelled on two nodes keeps the first)."""
     found: dict[str, str] = {}
-    prefix = f"{LABEL_PREFIX}.{stack}."
     for node in sorted(nodes, key=lambda n: n.hostname):
-        for key, value in node.labels.items():
-            member = key.removeprefix(prefix)
-            if key.startswith(prefix) and member != ENTRY and value == "true":
-                found.setdefault(member, node.hostname)
+        for member in node.members(stack):
+            found.setdefault(member, node.hostname)
     return found
 
 

@@ -190,6 +190,10 @@ def etcd_services(spec: ClusterSpec, images: ImageSet) -> dict[str, Service]:
                 "ETCD_ADVERTISE_CLIENT_URLS": f"http://{member}:{client}",
                 "ETCD_LISTEN_PEER_URLS": f"http://0.0.0.0:{peer}",
                 "ETCD_LISTEN_CLIENT_URLS": f"http://0.0.0.0:{client}",
+                # Asked at start whether a cluster already runs (a member that lost its disk).
+                "PEER_CLIENT_ENDPOINTS": ",".join(
+                    f"http://{m}:{client}" for m in spec.etcd_members if m != member
+                ),
             },
             "volumes": [f"{data_volume(member)}:/var/lib/etcd"],
             "networks": ["db"],
