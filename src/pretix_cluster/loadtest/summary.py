@@ -149,24 +149,24 @@ class Calibration:
     purchase_s: float
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class RunInfo:
-    """What the operator asked for and where the run went."""
+    """What the operator asked for and where the run went (fields in summary.json's order)."""
 
     run_id: str
     stack: str
     scenario: str
     shape: str
     target_per_min: float
-    duration_s: float
-    event: str
-    calibration: Calibration
     users_override: int | None = None
+    duration_s: float
     oversell: bool = False
+    event: str
     quota_size: int | None = None
     base_url: str | None = None
     processes: int = 0
     assets: bool = True
+    calibration: Calibration
     started_at: str | None = None
     out: str | None = None
     locust_exit_code: int | None = None
