@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 
 import pytest
@@ -145,6 +146,8 @@ def test_bench_reads_the_summary_by_attribute(summary):
     one_x = next(p for p in fig["phases"] if p["phase"] == "1x")
     # the samples grow web by 0.5 CPU-s per second: 0.5 cores in every window
     assert one_x["cores_by_component"]["web"] == pytest.approx(0.5)
+    failed = dataclasses.replace(summary, accounting=Accounting(ok=False, problems=("502",)))
+    assert bench_analysis.system_figures(failed, None, 2)["accounting_ok"] is False
 
 
 # --- the HTML reports ----------------------------------------------------------------------
