@@ -7,6 +7,7 @@ import dataclasses
 import json
 
 import pytest
+from markupsafe import escape
 
 from pretix_cluster.bench import analysis as bench_analysis
 from pretix_cluster.bench import report as bench_report
@@ -251,7 +252,7 @@ def test_bench_report_shows_every_table_and_escapes(summary):
         assert f"<h2>{title}</h2>" in html
         assert f"<td>{rows[0][0]}</td>" in html
     assert "capacity arithmetic" in html and 'href="cluster-shop/report.html"' in html
-    assert "\n".join(doc["capacity"]["arithmetic"]) in html
+    assert escape("\n".join(doc["capacity"]["arithmetic"])) in html  # "->" escaped
     assert (
         "web 2 x &lt;b&gt;2&lt;/b&gt;" in html and "run failed: cluster api: &lt;boom&gt;" in html
     )
