@@ -1,5 +1,10 @@
 """The run's results: a JSON summary a program can compare, and an HTML report a person reads.
 
+:func:`build_summary` turns the ledger, CPU counters and the accounting into a
+typed :class:`~pretix_cluster.loadtest.summary.LoadSummary` (``summary.json``);
+:func:`render_html` lays out its charts and tables for the ``loadtest.html.j2``
+template of :mod:`pretix_cluster.reports`.
+
 Figures come from the ledger (what the buyers saw, exact per purchase), not
 from Locust's rolling windows; Locust's own CSV and HTML sit next to them.
 The summary keeps the load generator's CPU apart from the cluster's:
@@ -156,9 +161,10 @@ def build_summary(
     duration = max(t_end - t_start, 1e-9)
     phases = phase_figures(plan, records, t_start)
     cpu_figures = _cpu_figures(cpu, n_done=len(done), n_attempts=len(records), duration=duration)
+    run = RunInfo.from_dict(meta)
     return LoadSummary(
-        run=RunInfo.from_dict(meta),
-        warnings=tuple(_warnings(meta, plan, records, interrupted, cpu_figures, duration)),
+        run=run,
+        warnings=tuple(_warnings(run, plan, records, interrupted, cpu_figures, duration)),
         plan=plan,
         purchases=_purchase_counts(records, done, failed, interrupted),
         throughput=Throughput(
@@ -282,7 +288,7 @@ def _locust_request(row: dict[str, str]) -> LocustRequest:
 
 
 def _warnings(
-    meta: dict[str, Any],
+    run: RunInfo,
     plan: Plan,
     records: list[dict[str, Any]],
     interrupted: list[dict[str, Any]],
@@ -291,11 +297,11 @@ def _warnings(
 ) -> list[str]:
     """What makes this run's figures less than they seem, in plain sentences."""
     out = []
-    if meta.get("locust_exit_code") not in (0, None):
-        out.append(f"Locust exited with code {meta['locust_exit_code']}: see locust.out.")
+    if run.locust_exit_code not in (0, None):
+        out.append(f"Locust exited with code {run.locust_exit_code}: see locust.out.")
     if not records:
         out.append("no purchase was attempted under load: see locust.out and locust.log.")
-    processes = max(1, int(meta.get("processes") or 0))
+    processes = max(1, run.processes)
     if cpu.generator_cores_avg / processes > 0.8:
         out.append(
             f"the load generator used {cpu.generator_cores_avg:.2f} cores in {processes} "
