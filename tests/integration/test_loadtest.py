@@ -15,11 +15,12 @@ import pytest
 
 from pretix_cluster.cluster import Cluster
 from pretix_cluster.loadtest.runner import LoadOptions, run_loadtest
+from pretix_cluster.loadtest.summary import Accounting
 
 pytestmark = pytest.mark.integration
 
 
-def assert_accounting_holds(acc: dict) -> None:
+def assert_accounting_holds(acc: Accounting | None) -> None:
     """No lost, no unexplained, no duplicated order; quota held.
 
     An order whose buyer was finally shown an error (pretix answered "busy" at
@@ -28,16 +29,17 @@ def assert_accounting_holds(acc: dict) -> None:
     checkout under load, not an accounting failure. An order that no buyer
     attempted at all fails the test.
     """
-    assert acc["missing"] == [], "purchases the buyers completed are not in the database"
-    assert acc["completed_but_not_live"] == []
-    assert acc["phantom_unknown"] == [], "orders in the database that no buyer attempted"
-    assert acc["duplicates"]["attempts_with_several_orders"] == {}
-    assert acc["duplicates"]["codes_claimed_twice"] == []
-    assert not acc["quota"]["oversold"]
-    assert acc["matched"] == acc["completed_by_buyers"]
-    assert acc["orders_in_db"] == acc["matched"] + len(acc["phantom_unacknowledged"])
-    if acc["phantom_unacknowledged"]:
-        print(f"orders whose buyer saw an error: {acc['phantom_unacknowledged']}")
+    assert acc is not None and acc.quota is not None, acc and acc.problems
+    assert acc.missing == (), "purchases the buyers completed are not in the database"
+    assert acc.completed_but_not_live == ()
+    assert acc.phantom_unknown == (), "orders in the database that no buyer attempted"
+    assert acc.duplicates.attempts_with_several_orders == {}
+    assert acc.duplicates.codes_claimed_twice == ()
+    assert not acc.quota.oversold
+    assert acc.matched == acc.completed_by_buyers
+    assert acc.orders_in_db == acc.matched + len(acc.phantom_unacknowledged)
+    if acc.phantom_unacknowledged:
+        print(f"orders whose buyer saw an error: {acc.phantom_unacknowledged}")
 
 
 def test_every_completed_purchase_is_an_order_and_nothing_else(cluster: Cluster, tmp_path: Path):
@@ -54,8 +56,8 @@ def test_every_completed_purchase_is_an_order_and_nothing_else(cluster: Cluster,
         ),
     )
     summary = result.summary
-    assert summary["purchases"]["completed"] > 0
-    assert_accounting_holds(summary["accounting"])
+    assert summary.purchases.completed > 0
+    assert_accounting_holds(summary.accounting)
     assert (result.out / "report.html").exists()
     assert (result.out / "locust_stats.csv").exists()
 
@@ -77,11 +79,10 @@ def test_a_small_quota_under_more_demand_is_never_oversold(cluster: Cluster, tmp
         ),
     )
     summary = result.summary
-    acc = summary["accounting"]
+    acc = summary.accounting
     assert_accounting_holds(acc)
-    assert acc["quota"]["size"] == quota
-    sold = max(acc["quota"]["sold_positions_in_orders"], acc["quota"]["sold_per_availability"])
-    assert sold <= quota
+    assert acc.quota.size == quota
+    assert acc.quota.sold <= quota
     # the demand really exceeded the quota: buyers were turned away as sold out
-    assert summary["purchases"]["rejected_sold_out"] > 0
-    assert acc["completed_by_buyers"] <= quota
+    assert summary.purchases.rejected_sold_out > 0
+    assert acc.completed_by_buyers <= quota

@@ -10,6 +10,21 @@ from pretix_cluster.bench import analysis, report
 from pretix_cluster.bench.stacks import baseline_of
 from pretix_cluster.cluster import Cluster
 from pretix_cluster.images.build import COMPONENTS, ImageSet
+from pretix_cluster.loadtest.shapes import make_plan
+from pretix_cluster.loadtest.summary import (
+    Accounting,
+    Calibration,
+    ComponentCpu,
+    CpuFigures,
+    Distribution,
+    Latency,
+    LoadSummary,
+    PhaseFigures,
+    PurchaseCounts,
+    Retries,
+    RunInfo,
+    Throughput,
+)
 from pretix_cluster.render.stack import dump_stack
 from pretix_cluster.render.topology import HA, SINGLE_NODE, single_node_spec
 from pretix_cluster.secrets import SecretStore
@@ -157,38 +172,79 @@ def test_cpu_in_window_interpolates_between_samples():
 
 
 def _phase(name, mult, per_min, failure_rate, p95, steady=True, window=(0.0, 60.0)):
-    return {
-        "phase": name,
-        "multiplier": mult,
-        "target_per_min": 10 * mult,
-        "buyers": 2,
-        "steady": steady,
-        "window_s": list(window),
-        "completed_per_min": per_min,
-        "failure_rate": failure_rate,
-        "purchase_s": {"p95": p95},
-    }
+    return PhaseFigures(
+        phase=name,
+        multiplier=mult,
+        target_per_min=10 * mult,
+        offered_per_min=10 * mult,
+        buyers=2,
+        capped=False,
+        window_s=window,
+        steady=steady,
+        completed=10,
+        failed=0,
+        failed_sold_out=0,
+        completed_per_min=per_min,
+        failure_rate=failure_rate,
+        purchase_s=Distribution(n=10, p95=p95),
+    )
 
 
 def _summary(phases, cpu_per_purchase, scenario="shop"):
     from pretix_cluster.loadtest.report import sustained
 
-    return {
-        "run": {"scenario": scenario, "stack": "x", "out": "/tmp/x"},
-        "purchases": {"completed": 100, "failure_rate_excluding_sold_out": 0.0},
-        "throughput": {"phases": phases, "sustained": sustained(phases)},
-        "latency_s": {"purchase": {"p95": 3.0}},
-        "cpu": {
-            "cluster_by_component": {
-                c: {"cpu_s_per_purchase": v} for c, v in cpu_per_purchase.items()
+    run = RunInfo(
+        run_id="lt1",
+        stack="x",
+        scenario=scenario,
+        shape="phases",
+        target_per_min=10.0,
+        duration_s=240.0,
+        event="lt1",
+        calibration=Calibration(purchases=2, completed=2, purchase_s=1.0),
+        out="/tmp/x",
+    )
+    return LoadSummary(
+        run=run,
+        plan=make_plan("phases", target_per_min=10.0, duration_s=240.0, pace_s=3.0, max_users=9),
+        purchases=PurchaseCounts(
+            attempted=100,
+            completed=100,
+            failed=0,
+            interrupted=0,
+            rejected_sold_out=0,
+            failure_rate=0.0,
+            failure_rate_excluding_sold_out=0.0,
+        ),
+        throughput=Throughput(
+            test_seconds=240.0,
+            completed_per_min_overall=25.0,
+            sustained=sustained(phases),
+            phases=tuple(phases),
+        ),
+        latency_s=Latency(purchase=Distribution(n=100, p95=3.0)),
+        retries=Retries(),
+        cpu=CpuFigures(
+            generator_cpu_s=48.0,
+            generator_cpu_s_per_purchase=0.48,
+            generator_cores_avg=0.2,
+            cluster_cpu_s=240.0,
+            cluster_cpu_s_per_purchase=sum(cpu_per_purchase.values()),
+            cluster_cpu_s_per_attempt=None,
+            cluster_cores_avg=1.0,
+            cluster_by_component={
+                c: ComponentCpu(
+                    cpu_s=v * 100,
+                    cpu_s_per_purchase=v,
+                    cpu_s_per_purchase_net_of_idle=v,
+                    cores_avg=v * 100 / 240,
+                    idle_cores=0.0,
+                )
+                for c, v in cpu_per_purchase.items()
             },
-            "cluster_cpu_s_per_purchase": sum(cpu_per_purchase.values()),
-            "cluster_cores_avg": 1.0,
-            "generator_cores_avg": 0.2,
-        },
-        "accounting": {"ok": True},
-        "warnings": [],
-    }
+        ),
+        accounting=Accounting(ok=True),
+    )
 
 
 def _figures(phases, cpu=None, samples=None):

@@ -7,6 +7,7 @@ import pytest
 from pretix_cluster.chaos import analysis, faults, report, runner, scenarios
 from pretix_cluster.chaos.analysis import Watch
 from pretix_cluster.errors import UserError
+from pretix_cluster.loadtest.summary import Accounting
 
 FAULT = 1000.0
 
@@ -198,8 +199,10 @@ def test_samples_before_the_fault_and_missing_probes_are_ignored():
 # --- integrity and verdict -------------------------------------------------------------
 
 
-def accounting(**over) -> dict:
+def accounting(**over) -> Accounting:
+    """The accounting as the load test reads it from reconcile()'s dict."""
     acc = {
+        "ok": True,
         "orders_in_db": 10,
         "completed_by_buyers": 9,
         "missing": [],
@@ -209,7 +212,7 @@ def accounting(**over) -> dict:
         "duplicates": {"attempts_with_several_orders": {}, "codes_claimed_twice": []},
         "quota": {"size": 100, "sold_positions_in_orders": 10, "sold_per_availability": 10},
     }
-    return acc | over
+    return Accounting.from_dict(acc | over)
 
 
 def passing_figures(**over) -> dict:
@@ -267,7 +270,9 @@ def test_no_recovery_fails_with_each_reason():
 
 
 def test_missing_accounting_fails():
-    integ = analysis.integrity({"ok": False, "problems": ["accounting failed: 502"]})
+    integ = analysis.integrity(
+        Accounting.from_dict({"ok": False, "problems": ["accounting failed: 502"]})
+    )
     result = analysis.verdict(passing_figures(integrity=integ))
     assert result["reasons"] == ["accounting did not run: accounting failed: 502"]
 

@@ -40,7 +40,8 @@ import bisect
 import math
 from typing import Any
 
-FAILURE_BUDGET = 0.01
+from pretix_cluster.loadtest.summary import LoadSummary
+
 UTILISATION = 0.7  # planned CPU utilisation: headroom for peaks and a failed node
 HOST_BUSY = 0.9  # host CPU share above which the machine itself is the limit
 SCALED_OUT = ("web", "worker")  # components whose replicas the model sizes
@@ -72,69 +73,60 @@ def _at(
     return va + (vb - va) * (t - ta) / (tb - ta) if tb > ta else vb
 
 
-def phase_rows(summary: dict[str, Any], samples: dict[str, Any] | None) -> list[dict[str, Any]]:
+def phase_rows(summary: LoadSummary, samples: dict[str, Any] | None) -> list[dict[str, Any]]:
     """Per phase: target, buyers, completed/min, failure rate, p95, and CPU cores by component."""
     rows = []
     cluster_samples = [(t, d) for t, d in (samples or {}).get("cluster", [])]
     t_start = (samples or {}).get("t_start")
-    for p in summary["throughput"]["phases"]:
-        a, b = p["window_s"]
+    for p in summary.throughput.phases:
+        a, b = p.window_s
         cores: dict[str, float] = {}
         if cluster_samples and t_start is not None and b > a:
             cpu = cpu_in_window(cluster_samples, t_start + a, t_start + b)
             cores = {c: round(s / (b - a), 3) for c, s in cpu.items()}
         rows.append(
             {
-                "phase": p["phase"],
-                "multiplier": p["multiplier"],
-                "target_per_min": p["target_per_min"],
-                "buyers": p["buyers"],
-                "steady": p["steady"],
-                "completed_per_min": p["completed_per_min"],
-                "failure_rate": p["failure_rate"],
-                "p95_s": p["purchase_s"]["p95"],
-                "within_budget": held(p),
+                "phase": p.phase,
+                "multiplier": p.multiplier,
+                "target_per_min": p.target_per_min,
+                "buyers": p.buyers,
+                "steady": p.steady,
+                "completed_per_min": p.completed_per_min,
+                "failure_rate": p.failure_rate,
+                "p95_s": p.purchase_s.p95,
+                "within_budget": p.within_budget,
                 "cores_by_component": cores,
             }
         )
     return rows
 
 
-def held(phase: dict[str, Any]) -> bool:
-    """A steady phase with completions and at most 1 % failures."""
-    return bool(
-        phase.get("steady")
-        and phase.get("completed_per_min")
-        and (phase.get("failure_rate") or 0) <= FAILURE_BUDGET
-    )
-
-
 def system_figures(
-    summary: dict[str, Any], samples: dict[str, Any] | None, host_cores: int
+    summary: LoadSummary, samples: dict[str, Any] | None, host_cores: int
 ) -> dict[str, Any]:
     """One run (a system and a scenario) reduced to what the bench compares."""
-    cpu = summary["cpu"]
-    sustained = summary["throughput"]["sustained"] or {}
+    cpu = summary.cpu
+    sustained = summary.throughput.sustained
     return {
-        "scenario": summary["run"]["scenario"],
-        "stack": summary["run"]["stack"],
-        "out": summary["run"].get("out"),
-        "completed": summary["purchases"]["completed"],
-        "failure_rate": summary["purchases"]["failure_rate_excluding_sold_out"],
-        "sustained_per_min": sustained.get("completed_per_min"),
-        "sustained_phase": sustained.get("phase"),
-        "sustained_p95_s": sustained.get("p95_purchase_s"),
-        "p95_s": summary["latency_s"]["purchase"]["p95"],
+        "scenario": summary.run.scenario,
+        "stack": summary.run.stack,
+        "out": summary.run.out,
+        "completed": summary.purchases.completed,
+        "failure_rate": summary.purchases.failure_rate_excluding_sold_out,
+        "sustained_per_min": sustained.completed_per_min if sustained else None,
+        "sustained_phase": sustained.phase if sustained else None,
+        "sustained_p95_s": sustained.p95_purchase_s if sustained else None,
+        "p95_s": summary.latency_s.purchase.p95,
         "phases": phase_rows(summary, samples),
         "cpu_s_per_purchase": {
-            c: v["cpu_s_per_purchase"] for c, v in cpu["cluster_by_component"].items()
+            c: v.cpu_s_per_purchase for c, v in cpu.cluster_by_component.items()
         },
-        "cpu_s_per_purchase_total": cpu["cluster_cpu_s_per_purchase"],
-        "cores_avg": cpu["cluster_cores_avg"],
-        "generator_cores_avg": cpu["generator_cores_avg"],
+        "cpu_s_per_purchase_total": cpu.cluster_cpu_s_per_purchase,
+        "cores_avg": cpu.cluster_cores_avg,
+        "generator_cores_avg": cpu.generator_cores_avg,
         "host_cores": host_cores,
-        "accounting_ok": (summary.get("accounting") or {}).get("ok"),
-        "warnings": summary.get("warnings", []),
+        "accounting_ok": summary.accounting.ok if summary.accounting else None,
+        "warnings": list(summary.warnings),
     }
 
 

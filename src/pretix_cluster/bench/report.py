@@ -1,13 +1,15 @@
-"""The bench's tables, once as data, then as Markdown, HTML and rich tables on the terminal."""
+"""The bench's tables, once as data, then as Markdown, HTML (a template) and rich tables."""
 
 from __future__ import annotations
 
-from html import escape
+import dataclasses
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+
+from pretix_cluster import reports
 
 Tables = list[tuple[str, list[str], list[list[str]]]]
 
@@ -182,34 +184,26 @@ def markdown(doc: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+@dataclasses.dataclass(frozen=True)
+class BenchReport:
+    """What bench.html shows: the same tables as bench.md, and links to each run's report."""
+
+    intro: tuple[str, ...]
+    tables: Tables
+    arithmetic: tuple[str, ...]
+    warnings: tuple[str, ...]
+    runs: tuple[tuple[str, str], ...]  # (system, scenario): the folder of its load-test report
+
+
 def html(doc: dict[str, Any]) -> str:
-    parts = [
-        "<!doctype html><meta charset='utf-8'><title>pretix-cluster bench</title>",
-        "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;"
-        "margin-bottom:1.5em}td,th{border:1px solid #ccc;padding:.3em .6em;text-align:right}"
-        "td:first-child,th:first-child{text-align:left}pre{background:#f6f6f6;padding:1em}</style>",
-        "<h1>pretix-cluster bench</h1>",
-        *(f"<p>{escape(x)}</p>" for x in _intro(doc)),
-    ]
-    for title, head, rows in tables(doc):
-        parts.append(f"<h2>{escape(title)}</h2><table><tr>")
-        parts += [f"<th>{escape(h)}</th>" for h in head]
-        parts.append("</tr>")
-        for row in rows:
-            parts.append("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in row) + "</tr>")
-        parts.append("</table>")
-    if doc.get("capacity"):
-        arithmetic = escape("\n".join(doc["capacity"]["arithmetic"]))
-        parts.append(f"<h2>capacity arithmetic</h2><pre>{arithmetic}</pre>")
-    parts += [f"<p>{escape(w)}</p>" for w in _warnings(doc)]
-    links = [
-        f"<li><a href='{escape(system)}-{escape(sc)}/report.html'>{escape(system)} {escape(sc)}"
-        "</a></li>"
-        for system, r in doc["runs"].items()
-        for sc in r
-    ]
-    parts.append("<h2>load-test reports</h2><ul>" + "".join(links) + "</ul>")
-    return "\n".join(parts) + "\n"
+    view = BenchReport(
+        intro=tuple(_intro(doc)),
+        tables=tables(doc),
+        arithmetic=tuple((doc.get("capacity") or {}).get("arithmetic") or ()),
+        warnings=tuple(_warnings(doc)),
+        runs=tuple((system, sc) for system, r in doc["runs"].items() for sc in r),
+    )
+    return reports.render("bench.html.j2", report=view)
 
 
 def _warnings(doc: dict[str, Any]) -> list[str]:

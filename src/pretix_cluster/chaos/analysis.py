@@ -16,6 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from pretix_cluster.loadtest.summary import Accounting
+
 Sample = dict[str, Any]
 Predicate = Callable[[Sample], bool]
 
@@ -298,23 +300,21 @@ def write_window(records: list[dict[str, Any]], fault_at: float) -> dict[str, An
 # --- the verdict ---------------------------------------------------------------------------
 
 
-def integrity(accounting: dict[str, Any]) -> dict[str, Any]:
+def integrity(accounting: Accounting | None) -> dict[str, Any]:
     """Lost, oversold, duplicated and phantom orders from the load test's accounting."""
-    if "orders_in_db" not in accounting:
-        return {"checked": False, "problems": accounting.get("problems") or ["no accounting"]}
-    dup = accounting["duplicates"]
-    quota = accounting["quota"]
-    sold = max(quota["sold_positions_in_orders"], quota["sold_per_availability"])
+    if accounting is None or accounting.quota is None:
+        problems = list(accounting.problems) if accounting else []
+        return {"checked": False, "problems": problems or ["no accounting"]}
     return {
         "checked": True,
-        "lost": len(accounting["missing"]),
-        "not_live": len(accounting["completed_but_not_live"]),
-        "oversold": max(0, sold - quota["size"]) if quota.get("size") is not None else 0,
-        "duplicated": len(dup["attempts_with_several_orders"]) + len(dup["codes_claimed_twice"]),
-        "phantom_unacknowledged": len(accounting["phantom_unacknowledged"]),
-        "phantom_unknown": len(accounting["phantom_unknown"]),
-        "orders_in_db": accounting["orders_in_db"],
-        "completed_by_buyers": accounting["completed_by_buyers"],
+        "lost": len(accounting.missing),
+        "not_live": len(accounting.completed_but_not_live),
+        "oversold": accounting.quota.oversold_by,
+        "duplicated": accounting.duplicates.count,
+        "phantom_unacknowledged": len(accounting.phantom_unacknowledged),
+        "phantom_unknown": len(accounting.phantom_unknown),
+        "orders_in_db": accounting.orders_in_db,
+        "completed_by_buyers": accounting.completed_by_buyers,
     }
 
 

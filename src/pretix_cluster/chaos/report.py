@@ -1,15 +1,18 @@
 """Results of a chaos run: one JSON per scenario and an HTML table of all of them.
 
-Plain HTML and CSS in one file, no external assets: it opens anywhere, offline.
+The HTML is the shared report layout (:mod:`pretix_cluster.reports`): one file,
+no external assets, it opens anywhere, offline.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
-import html
 import json
 from pathlib import Path
 from typing import Any
+
+from pretix_cluster import reports
 
 COLUMNS = (
     ("#", "scenario"),
@@ -77,57 +80,44 @@ def row(figures: dict[str, Any]) -> dict[str, str]:
     }
 
 
-CSS = """
-body { font: 14px/1.4 system-ui, sans-serif; margin: 2em; color: #222; }
-table { border-collapse: collapse; margin: 1em 0; }
-th, td { border: 1px solid #ccc; padding: 4px 8px; text-align: right; }
-th { background: #f3f3f3; }
-td.l { text-align: left; }
-tr.fail td { background: #fde8e8; }
-.pass { color: #176117; font-weight: bold; }
-.FAIL { color: #a11; font-weight: bold; }
-code { font-size: 12px; }
-"""
+TEXT_COLUMNS = ("title", "target", "signal")  # left-aligned
+
+
+@dataclasses.dataclass(frozen=True)
+class ScenarioLine:
+    """One scenario in the report: its table cells, and the notes below the table."""
+
+    cells: dict[str, str]
+    passed: bool
+    heading: str
+    notes: tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class ChaosReport:
+    meta: dict[str, Any]
+    scenarios: tuple[ScenarioLine, ...]
+    columns: tuple[tuple[str, str], ...] = COLUMNS
+    text_columns: tuple[str, ...] = TEXT_COLUMNS
 
 
 def render_html(results: list[dict[str, Any]], meta: dict[str, Any]) -> str:
-    head = "".join(f"<th>{html.escape(label)}</th>" for label, _ in COLUMNS)
-    body = []
+    lines = []
     for figures in results:
         cells = row(figures)
-        tds = []
-        for _, key in COLUMNS:
-            value = html.escape(cells[key])
-            cls = ' class="l"' if key in ("title", "target", "signal") else ""
-            if key == "verdict":
-                value = f'<span class="{value}">{value}</span>'
-            tds.append(f"<td{cls}>{value}</td>")
-        fail = "" if cells["verdict"] == "pass" else ' class="fail"'
-        body.append(f"<tr{fail}>{''.join(tds)}</tr>")
-    details = "".join(_details(f) for f in results)
-    info = html.escape(", ".join(f"{k}: {v}" for k, v in meta.items()))
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>pretix-cluster chaos</title>
-<style>{CSS}</style></head><body>
-<h1>pretix-cluster chaos</h1>
-<p>{info}</p>
-<p>Times are seconds after the fault. <b>detect</b>: first sign that a mechanism of the
-cluster noticed (HAProxy marked a server down, Patroni's leader or members changed,
-Sentinel flagged or replaced the master, Swarm's task stopped running, the health check
-through nginx failed). <b>repaired</b>: the role is served again (new primary/master
-routed by every HAProxy, or the service back at its replicas). <b>write window</b>: last
-purchase completed before the fault to the first whose order was placed after it
-(buyers' ledger). <b>lost</b>: confirmed to a buyer, not in the database.
-<b>phantom</b>: in the database although the buyer saw an error (not a loss).
-<b>rejoined</b>: the failed node back in its place by itself. <b>healthy</b>:
-<code>pretix-cluster status</code> healthy again.</p>
-<table><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>
-{details}
-</body></html>
-"""
+        lines.append(
+            ScenarioLine(
+                cells=cells,
+                passed=cells["verdict"] == "pass",
+                heading=f"{figures['scenario']}. {figures['title']}",
+                notes=tuple(_notes(figures)),
+            )
+        )
+    return reports.render("chaos.html.j2", report=ChaosReport(meta, tuple(lines)))
 
 
-def _details(figures: dict[str, Any]) -> str:
+def _notes(figures: dict[str, Any]) -> list[str]:
+    """The fault, every signal's time, the purchases around the fault, and why it failed."""
     seen = figures.get("timeline") or {}
     signals = ", ".join(
         f"{k} {_n(v)} s" for k, v in (seen.get("signals_s") or {}).items() if v is not None
@@ -151,9 +141,7 @@ def _details(figures: dict[str, Any]) -> str:
         items.append("fails because: " + "; ".join(reasons))
     if figures.get("load_report"):
         items.append(f"load report: {figures['load_report']}")
-    lis = "".join(f"<li>{html.escape(i)}</li>" for i in items)
-    title = html.escape(f"{figures['scenario']}. {figures['title']}")
-    return f"<h3>{title}</h3><ul>{lis}</ul>"
+    return items
 
 
 def write_report(out: Path, results: list[dict[str, Any]], meta: dict[str, Any]) -> Path:

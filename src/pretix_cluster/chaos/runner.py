@@ -285,8 +285,9 @@ def _figures(
     if load.error is not None and "error" not in figures:
         figures["error"] = f"load test failed: {type(load.error).__name__}: {load.error}"
     if load.result is not None:
-        figures["integrity"] = analysis.integrity(load.result.accounting)
-        figures["accounting"] = load.result.accounting
+        accounting = load.result.accounting
+        figures["integrity"] = analysis.integrity(accounting)
+        figures["accounting"] = accounting.to_dict() if accounting else None
         figures["load_report"] = str(load.result.out / "report.html")
     if fault_at is not None and watch is not None:
         figures["timeline"] = analysis.timeline(sampler.samples, watch, fault_at)

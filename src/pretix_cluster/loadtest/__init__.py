@@ -11,8 +11,8 @@ Modules, one concern each:
 - ``locustfile``  the Locust users and shape (runs in the Locust processes only)
 - ``cpu``         CPU of the load generator vs CPU of the cluster's containers
 - ``accounting``  the database vs the ledger: lost, phantom, duplicate orders, oversold quota
-- ``svgplot``     small dependency-free SVG charts for the HTML report
-- ``report``      the JSON summary and the HTML report
+- ``summary``     the run's result as typed data (``summary.json``), read by bench and chaos
+- ``report``      the summary from the ledger, and the HTML report (templates in ``reports``)
 - ``runner``      orchestration: prepare, run Locust (headless or --ui), measure, account, report
 - ``cli``         the Typer command
 

@@ -21,8 +21,8 @@ from rich.table import Table
 
 from pretix_cluster.cluster import Cluster
 from pretix_cluster.errors import UserError
-from pretix_cluster.loadtest.accounting import summary_lines
 from pretix_cluster.loadtest.runner import LoadOptions, run_loadtest
+from pretix_cluster.loadtest.summary import LoadSummary
 from pretix_cluster.spec import DEFAULT_SPEC_FILE
 
 app = typer.Typer(add_completion=False, help="Load-test the cluster with the real purchase flow.")
@@ -99,11 +99,10 @@ def loadtest(
     )
     result = run_loadtest(Cluster.from_file(spec_file), opts, console)
     if as_json:
-        sys.stdout.write(json.dumps(result.summary, indent=2, default=str) + "\n")
+        sys.stdout.write(json.dumps(result.summary.to_dict(), indent=2, default=str) + "\n")
     else:
         print_summary(result.summary, result.out)
-    acc = result.summary.get("accounting") or {}
-    if not acc.get("ok"):
+    if not (result.accounting and result.accounting.ok):
         raise typer.Exit(1)
 
 
@@ -111,71 +110,70 @@ def _f(x: Any, fmt: str = "{:.2f}") -> str:
     return "-" if x is None else fmt.format(x)
 
 
-def print_summary(summary: dict[str, Any], folder: Path) -> None:
+def print_summary(summary: LoadSummary, folder: Path) -> None:
     """The headline figures, phases, steps, CPU and accounting on the terminal."""
-    pur, thr, lat = summary["purchases"], summary["throughput"], summary["latency_s"]
-    cpu, run = summary["cpu"], summary["run"]
-    sus = thr.get("sustained") or {}
+    pur, thr, lat, cpu = summary.purchases, summary.throughput, summary.latency_s, summary.cpu
+    sus = thr.sustained
     out.print(
-        f"[bold]{run['scenario']} flow, {summary['plan']['shape']} shape[/]: "
-        f"{pur['attempted']} attempted, {pur['completed']} completed, {pur['failed']} failed "
-        f"({_f((pur['failure_rate'] or 0) * 100)} %, {pur['rejected_sold_out']} sold out), "
-        f"{summary['retries']['total']} busy retries"
+        f"[bold]{summary.run.scenario} flow, {summary.plan.shape} shape[/]: "
+        f"{pur.attempted} attempted, {pur.completed} completed, {pur.failed} failed "
+        f"({_f((pur.failure_rate or 0) * 100)} %, {pur.rejected_sold_out} sold out), "
+        f"{summary.retries.total} busy retries"
     )
     out.print(
-        f"completed/min overall {thr['completed_per_min_overall']}, sustained (≤1 % failures) "
-        f"{sus.get('completed_per_min', '-')} in {sus.get('phase', '-')}; "
-        f"purchase p50/p95/p99 {_f(lat['purchase']['p50'])}/{_f(lat['purchase']['p95'])}/"
-        f"{_f(lat['purchase']['p99'])} s"
+        f"completed/min overall {thr.completed_per_min_overall}, sustained (≤1 % failures) "
+        f"{sus.completed_per_min if sus else '-'} in {sus.phase if sus else '-'}; "
+        f"purchase p50/p95/p99 {_f(lat.purchase.p50)}/{_f(lat.purchase.p95)}/"
+        f"{_f(lat.purchase.p99)} s"
     )
     t = Table(title="phases", title_justify="left")
     for col in ("phase", "target/min", "buyers", "completed/min", "failures", "p95 s"):
         t.add_column(col, justify="right")
-    for p in thr["phases"]:
+    for p in thr.phases:
         t.add_row(
-            p["phase"],
-            f"{p['target_per_min']:g}" + (" (capped)" if p["capped"] else ""),
-            str(p["buyers"]),
-            _f(p["completed_per_min"], "{:.1f}"),
-            _f(None if p["failure_rate"] is None else p["failure_rate"] * 100, "{:.2f} %"),
-            _f(p["purchase_s"]["p95"]),
+            p.phase,
+            f"{p.target_per_min:g}" + (" (capped)" if p.capped else ""),
+            str(p.buyers),
+            _f(p.completed_per_min, "{:.1f}"),
+            _f(None if p.failure_rate is None else p.failure_rate * 100, "{:.2f} %"),
+            _f(p.purchase_s.p95),
         )
     out.print(t)
     t = Table(title="latency per step (s)", title_justify="left")
     for col in ("step", "p50", "p95", "p99"):
         t.add_column(col, justify="right")
-    for name, d in [("purchase", lat["purchase"]), *lat["steps"].items()]:
-        t.add_row(name, _f(d["p50"], "{:.3f}"), _f(d["p95"], "{:.3f}"), _f(d["p99"], "{:.3f}"))
+    for name, d in [("purchase", lat.purchase), *lat.steps.items()]:
+        t.add_row(name, _f(d.p50, "{:.3f}"), _f(d.p95, "{:.3f}"), _f(d.p99, "{:.3f}"))
     out.print(t)
     t = Table(title="CPU-seconds per completed purchase", title_justify="left")
     for col in ("component", "CPU-s", "per purchase", "cores avg"):
         t.add_column(col, justify="right")
-    for comp, v in cpu["cluster_by_component"].items():
-        t.add_row(comp, _f(v["cpu_s"]), _f(v["cpu_s_per_purchase"], "{:.4f}"), _f(v["cores_avg"]))
+    for comp, v in cpu.cluster_by_component.items():
+        t.add_row(comp, _f(v.cpu_s), _f(v.cpu_s_per_purchase, "{:.4f}"), _f(v.cores_avg))
     t.add_row(
         "[bold]cluster[/]",
-        _f(cpu["cluster_cpu_s"]),
-        _f(cpu["cluster_cpu_s_per_purchase"], "{:.4f}"),
-        _f(cpu["cluster_cores_avg"]),
+        _f(cpu.cluster_cpu_s),
+        _f(cpu.cluster_cpu_s_per_purchase, "{:.4f}"),
+        _f(cpu.cluster_cores_avg),
     )
     t.add_row(
         "load generator",
-        _f(cpu["generator_cpu_s"]),
-        _f(cpu["generator_cpu_s_per_purchase"], "{:.4f}"),
-        _f(cpu["generator_cores_avg"]),
+        _f(cpu.generator_cpu_s),
+        _f(cpu.generator_cpu_s_per_purchase, "{:.4f}"),
+        _f(cpu.generator_cores_avg),
     )
     out.print(t)
-    if pur["errors_by_kind"]:
+    if pur.errors_by_kind:
         out.print(
-            "failures by kind: " + ", ".join(f"{k} {v}" for k, v in pur["errors_by_kind"].items())
+            "failures by kind: " + ", ".join(f"{k} {v}" for k, v in pur.errors_by_kind.items())
         )
-    acc = summary.get("accounting")
-    if acc and "orders_in_db" in acc:
-        style = "green" if acc["ok"] else "bold red"
-        for line in summary_lines(acc):
+    acc = summary.accounting
+    if acc and acc.checked:
+        style = "green" if acc.ok else "bold red"
+        for line in acc.lines():
             out.print(f"[{style}]{line}[/]")
     elif acc:
-        out.print(f"[bold red]{'; '.join(acc.get('problems', []))}[/]")
-    for warning in summary.get("warnings", []):
+        out.print(f"[bold red]{'; '.join(acc.problems)}[/]")
+    for warning in summary.warnings:
         out.print(f"[yellow]warning: {warning}[/]")
     out.print(f"report: {folder / 'report.html'}  summary: {folder / 'summary.json'}")

@@ -1,5 +1,10 @@
 """The run's results: a JSON summary a program can compare, and an HTML report a person reads.
 
+:func:`build_summary` turns the ledger, CPU counters and the accounting into a
+typed :class:`~pretix_cluster.loadtest.summary.LoadSummary` (``summary.json``);
+:func:`render_html` lays out its charts and tables for the ``loadtest.html.j2``
+template of :mod:`pretix_cluster.reports`.
+
 Figures come from the ledger (what the buyers saw, exact per purchase), not
 from Locust's rolling windows; Locust's own CSV and HTML sit next to them.
 The summary keeps the load generator's CPU apart from the cluster's:
@@ -12,26 +17,38 @@ from __future__ import annotations
 
 import bisect
 import csv
+import dataclasses
 import datetime as dt
 import itertools
 import json
 import math
 from collections import Counter, defaultdict
-from html import escape
 from pathlib import Path
 from typing import Any
 
-from pretix_cluster.loadtest import svgplot
-from pretix_cluster.loadtest.accounting import summary_lines
+from pretix_cluster import reports
 from pretix_cluster.loadtest.ledger import read_ledger
 from pretix_cluster.loadtest.shapes import Plan
+from pretix_cluster.loadtest.summary import (
+    FAILURE_BUDGET,
+    Accounting,
+    ComponentCpu,
+    CpuFigures,
+    Distribution,
+    Latency,
+    LoadSummary,
+    LocustRequest,
+    PhaseFigures,
+    PurchaseCounts,
+    Retries,
+    RunInfo,
+    Sustained,
+    Throughput,
+)
+from pretix_cluster.reports import svgplot
 from pretix_cluster.shopclient import STEPS
 
 WINDOW_S = 30.0
-PHASE_HEAD = ["phase", "target/min", "offered/min", "buyers", "completed/min", "failures"]
-PHASE_HEAD += ["sold out", "p50 s", "p95 s", "steady"]
-CPU_HEAD = ["component", "CPU-s", "cores avg", "CPU-s/purchase", "net of idle", "idle cores"]
-FAILURE_BUDGET = 0.01  # "without a relevant number of failed purchases": at most 1 %
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -44,16 +61,16 @@ def percentile(values: list[float], q: float) -> float | None:
     return v[lo] + (v[hi] - v[lo]) * (k - lo)
 
 
-def _dist(values: list[float]) -> dict[str, Any]:
+def _dist(values: list[float]) -> Distribution:
     r = lambda x: None if x is None else round(x, 3)  # noqa: E731
-    return {
-        "n": len(values),
-        "p50": r(percentile(values, 50)),
-        "p95": r(percentile(values, 95)),
-        "p99": r(percentile(values, 99)),
-        "mean": r(sum(values) / len(values)) if values else None,
-        "max": r(max(values)) if values else None,
-    }
+    return Distribution(
+        n=len(values),
+        p50=r(percentile(values, 50)),
+        p95=r(percentile(values, 95)),
+        p99=r(percentile(values, 99)),
+        mean=r(sum(values) / len(values)) if values else None,
+        max=r(max(values)) if values else None,
+    )
 
 
 def load_records(ledger: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -71,9 +88,7 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 # --------------------------------------------------------------------------- summary
 
 
-def phase_figures(
-    plan: Plan, records: list[dict[str, Any]], t_start: float
-) -> list[dict[str, Any]]:
+def phase_figures(plan: Plan, records: list[dict[str, Any]], t_start: float) -> list[PhaseFigures]:
     """Per phase: target, offered, achieved completions/min in its steady window, failures, p95."""
     out = []
     for p in plan.phases:
@@ -89,44 +104,42 @@ def phase_figures(
         real_failures = [r for r in failed if r.get("kind") != "sold_out"]
         minutes = (b - a) / 60 if b > a else None
         out.append(
-            {
-                "phase": p.name,
-                "multiplier": p.multiplier,
-                "target_per_min": round(p.multiplier * plan.target_per_min, 1),
-                "offered_per_min": p.rate_per_min,
-                "buyers": p.users,
-                "capped": p.capped,
-                "window_s": [round(a, 1), round(b, 1)],
-                "steady": window is not None,
-                "completed": len(done),
-                "failed": len(failed),
-                "failed_sold_out": len(failed) - len(real_failures),
-                "completed_per_min": round(len(done) / minutes, 1) if minutes else None,
-                "failure_rate": round(len(real_failures) / len(ended), 4) if ended else None,
-                "purchase_s": _dist([r["seconds"] for r in done]),
-            }
+            PhaseFigures(
+                phase=p.name,
+                multiplier=p.multiplier,
+                target_per_min=round(p.multiplier * plan.target_per_min, 1),
+                offered_per_min=p.rate_per_min,
+                buyers=p.users,
+                capped=p.capped,
+                window_s=(round(a, 1), round(b, 1)),
+                steady=window is not None,
+                completed=len(done),
+                failed=len(failed),
+                failed_sold_out=len(failed) - len(real_failures),
+                completed_per_min=round(len(done) / minutes, 1) if minutes else None,
+                failure_rate=round(len(real_failures) / len(ended), 4) if ended else None,
+                purchase_s=_dist([r["seconds"] for r in done]),
+            )
         )
     return out
 
 
-def sustained(phases: list[dict[str, Any]]) -> dict[str, Any] | None:
+def sustained(phases: list[PhaseFigures]) -> Sustained | None:
     """The best steady phase whose failures stayed within the 1 % budget."""
     ok = [
         p
         for p in phases
-        if p["steady"]
-        and p["completed_per_min"] is not None
-        and (p["failure_rate"] or 0) <= FAILURE_BUDGET
+        if p.steady and p.completed_per_min is not None and (p.failure_rate or 0) <= FAILURE_BUDGET
     ]
     if not ok:
         return None
-    best = max(ok, key=lambda p: p["completed_per_min"])
-    return {
-        "completed_per_min": best["completed_per_min"],
-        "phase": best["phase"],
-        "failure_rate": best["failure_rate"],
-        "p95_purchase_s": best["purchase_s"]["p95"],
-    }
+    best = max(ok, key=lambda p: p.completed_per_min or 0.0)
+    return Sustained(
+        completed_per_min=best.completed_per_min or 0.0,
+        phase=best.phase,
+        failure_rate=best.failure_rate,
+        p95_purchase_s=best.purchase_s.p95,
+    )
 
 
 def build_summary(
@@ -139,145 +152,162 @@ def build_summary(
     accounting: dict[str, Any] | None,
     cpu: dict[str, Any],
     locust_stats: list[dict[str, str]],
-) -> dict[str, Any]:
+) -> LoadSummary:
+    """The run's figures from the ledger, the accounting's dict, CPU counters and Locust's CSV."""
     records = load_records(ledger)
     done = [r for r in records if r["outcome"] == "completed"]
     failed = [r for r in records if r["outcome"] == "failed"]
     interrupted = [r for r in records if r["outcome"] == "interrupted"]
+    duration = max(t_end - t_start, 1e-9)
+    phases = phase_figures(plan, records, t_start)
+    cpu_figures = _cpu_figures(cpu, n_done=len(done), n_attempts=len(records), duration=duration)
+    run = RunInfo.from_dict(meta)
+    return LoadSummary(
+        run=run,
+        warnings=tuple(_warnings(run, plan, records, interrupted, cpu_figures, duration)),
+        plan=plan,
+        purchases=_purchase_counts(records, done, failed, interrupted),
+        throughput=Throughput(
+            test_seconds=round(duration, 1),
+            completed_per_min_overall=round(len(done) / duration * 60, 1),
+            sustained=sustained(phases),
+            phases=tuple(phases),
+        ),
+        latency_s=_latency(done),
+        retries=_retries(records, done),
+        cpu=cpu_figures,
+        accounting=Accounting.from_dict(accounting) if accounting is not None else None,
+        locust_requests=tuple(_locust_request(row) for row in locust_stats),
+    )
+
+
+def _purchase_counts(
+    records: list[dict[str, Any]],
+    done: list[dict[str, Any]],
+    failed: list[dict[str, Any]],
+    interrupted: list[dict[str, Any]],
+) -> PurchaseCounts:
     kinds = Counter(r.get("kind") for r in failed)
     decided = len(failed) + len(done)  # interrupted: cut short by the end of the test
     sold_out = kinds.get("sold_out", 0)
+    return PurchaseCounts(
+        attempted=len(records),
+        completed=len(done),
+        failed=len(failed),
+        interrupted=len(interrupted),
+        rejected_sold_out=sold_out,
+        failure_rate=round(len(failed) / decided, 4) if decided else None,
+        failure_rate_excluding_sold_out=round((len(failed) - sold_out) / decided, 4)
+        if decided
+        else None,
+        errors_by_kind=dict(kinds.most_common()),
+        errors_by_step=dict(Counter(r.get("step") for r in failed).most_common()),
+    )
+
+
+def _latency(done: list[dict[str, Any]]) -> Latency:
     steps: dict[str, list[float]] = defaultdict(list)
     for r in done:
         for step, seconds in (r.get("steps") or {}).items():
             steps[step].append(seconds)
     step_order = ["event_page", "event_assets", *STEPS[1:], "api_order"]
+    return Latency(
+        purchase=_dist([r["seconds"] for r in done]),
+        steps={s: _dist(steps[s]) for s in step_order if s in steps},
+    )
+
+
+def _retries(records: list[dict[str, Any]], done: list[dict[str, Any]]) -> Retries:
     retry_kinds: Counter[str] = Counter()
     for r in records:
         retry_kinds.update(r.get("retry_kinds") or {})
-    phases = phase_figures(plan, records, t_start)
-    duration = max(t_end - t_start, 1e-9)
-    n_done = len(done)
-    per_purchase = lambda s: round(s / n_done, 4) if n_done else None  # noqa: E731
+    return Retries(
+        total=sum(retry_kinds.values()),
+        by_kind=dict(retry_kinds.most_common()),
+        purchases_with_retries=sum(1 for r in records if r.get("retries")),
+        completed_after_retries=sum(1 for r in done if r.get("retries")),
+    )
 
+
+def _cpu_figures(
+    cpu: dict[str, Any], *, n_done: int, n_attempts: int, duration: float
+) -> CpuFigures:
+    """CPU-seconds per purchase of the generator and of each cluster component."""
+    per_purchase = lambda s: round(s / n_done, 4) if n_done else None  # noqa: E731
     cluster = cpu.get("cluster_by_component", {})
     idle = cpu.get("idle_per_s_by_component", {})
-    cpu_out = {
-        "generator_cpu_s": round(cpu["generator_cpu_s"], 2),
-        "generator_cpu_s_per_purchase": per_purchase(cpu["generator_cpu_s"]),
-        "generator_cores_avg": round(cpu["generator_cpu_s"] / duration, 3),
-        "cluster_cpu_s": round(sum(cluster.values()), 2),
-        "cluster_cpu_s_per_purchase": per_purchase(sum(cluster.values())),
-        "cluster_cpu_s_per_attempt": round(sum(cluster.values()) / len(records), 4)
-        if records
-        else None,
-        "cluster_cores_avg": round(sum(cluster.values()) / duration, 3),
-        "cluster_by_component": {
-            c: {
-                "cpu_s": round(s, 2),
-                "cpu_s_per_purchase": per_purchase(s),
-                "cpu_s_per_purchase_net_of_idle": per_purchase(
+    cluster_s = sum(cluster.values())
+    generator_s = cpu["generator_cpu_s"]
+    return CpuFigures(
+        generator_cpu_s=round(generator_s, 2),
+        generator_cpu_s_per_purchase=per_purchase(generator_s),
+        generator_cores_avg=round(generator_s / duration, 3),
+        cluster_cpu_s=round(cluster_s, 2),
+        cluster_cpu_s_per_purchase=per_purchase(cluster_s),
+        cluster_cpu_s_per_attempt=round(cluster_s / n_attempts, 4) if n_attempts else None,
+        cluster_cores_avg=round(cluster_s / duration, 3),
+        cluster_by_component={
+            c: ComponentCpu(
+                cpu_s=round(s, 2),
+                cpu_s_per_purchase=per_purchase(s),
+                cpu_s_per_purchase_net_of_idle=per_purchase(
                     max(0.0, s - idle.get(c, 0) * duration)
                 ),
-                "cores_avg": round(s / duration, 3),
-                "idle_cores": round(idle.get(c, 0.0), 3),
-            }
+                cores_avg=round(s / duration, 3),
+                idle_cores=round(idle.get(c, 0.0), 3),
+            )
             for c, s in sorted(cluster.items(), key=lambda kv: -kv[1])
         },
-        "cluster_by_service": {
-            k: round(v, 2) for k, v in cpu.get("cluster_by_service", {}).items()
-        },
-        "host_busy_cpu_s": round(cpu.get("host_busy_s", 0.0), 2),
-        # the machine's CPU used by neither the cluster nor the generator: other work
-        "host_other_cpu_s": round(
+        cluster_by_service={k: round(v, 2) for k, v in cpu.get("cluster_by_service", {}).items()},
+        host_busy_cpu_s=round(cpu.get("host_busy_s", 0.0), 2),
+        host_other_cpu_s=round(
             cpu.get("host_busy_s", 0.0)
-            - sum(cluster.values())
-            - cpu["generator_cpu_s"]
+            - cluster_s
+            - generator_s
             - cpu.get("orchestrator_cpu_s", 0.0),
             2,
         ),
-        "host_cores": cpu.get("host_cores"),
-        "orchestrator_cpu_s": round(cpu.get("orchestrator_cpu_s", 0.0), 2),
-        "containers_seen": cpu.get("containers"),
-        "method": cpu.get("method"),
-    }
-    saturating = max(cluster.items(), key=lambda kv: kv[1])[0] if cluster else None
-    warnings = _warnings(meta, plan, records, interrupted, cpu_out, duration)
+        host_cores=cpu.get("host_cores"),
+        orchestrator_cpu_s=round(cpu.get("orchestrator_cpu_s", 0.0), 2),
+        containers_seen=cpu.get("containers"),
+        method=cpu.get("method"),
+        busiest_component=max(cluster.items(), key=lambda kv: kv[1])[0] if cluster else None,
+    )
 
-    return {
-        "run": meta,
-        "warnings": warnings,
-        "plan": {
-            **plan.to_dict(),
-            "model": "buyers = ceil(rate/min * pace / 60), pace = D + think",
-        },
-        "purchases": {
-            "attempted": len(records),
-            "completed": n_done,
-            "failed": len(failed),
-            "interrupted": len(interrupted),
-            "rejected_sold_out": sold_out,
-            "failure_rate": round(len(failed) / decided, 4) if decided else None,
-            "failure_rate_excluding_sold_out": round((len(failed) - sold_out) / decided, 4)
-            if decided
-            else None,
-            "errors_by_kind": dict(kinds.most_common()),
-            "errors_by_step": dict(Counter(r.get("step") for r in failed).most_common()),
-        },
-        "throughput": {
-            "test_seconds": round(duration, 1),
-            "completed_per_min_overall": round(n_done / duration * 60, 1),
-            "sustained": sustained(phases),
-            "phases": phases,
-        },
-        "latency_s": {
-            "purchase": _dist([r["seconds"] for r in done]),
-            "steps": {s: _dist(steps[s]) for s in step_order if s in steps},
-        },
-        "retries": {
-            "total": sum(retry_kinds.values()),
-            "by_kind": dict(retry_kinds.most_common()),
-            "purchases_with_retries": sum(1 for r in records if r.get("retries")),
-            "completed_after_retries": sum(1 for r in done if r.get("retries")),
-        },
-        "cpu": {**cpu_out, "busiest_component": saturating},
-        "accounting": accounting,
-        "locust_requests": [
-            {
-                "type": row.get("Type"),
-                "name": row.get("Name"),
-                "count": int(row.get("Request Count") or 0),
-                "failures": int(row.get("Failure Count") or 0),
-                "p50_ms": _num(row.get("50%")),
-                "p95_ms": _num(row.get("95%")),
-                "p99_ms": _num(row.get("99%")),
-            }
-            for row in locust_stats
-        ],
-    }
+
+def _locust_request(row: dict[str, str]) -> LocustRequest:
+    return LocustRequest(
+        type=row.get("Type"),
+        name=row.get("Name"),
+        count=int(row.get("Request Count") or 0),
+        failures=int(row.get("Failure Count") or 0),
+        p50_ms=_num(row.get("50%")),
+        p95_ms=_num(row.get("95%")),
+        p99_ms=_num(row.get("99%")),
+    )
 
 
 def _warnings(
-    meta: dict[str, Any],
+    run: RunInfo,
     plan: Plan,
     records: list[dict[str, Any]],
     interrupted: list[dict[str, Any]],
-    cpu: dict[str, Any],
+    cpu: CpuFigures,
     duration: float,
 ) -> list[str]:
     """What makes this run's figures less than they seem, in plain sentences."""
     out = []
-    if meta.get("locust_exit_code") not in (0, None):
-        out.append(f"Locust exited with code {meta['locust_exit_code']}: see locust.out.")
+    if run.locust_exit_code not in (0, None):
+        out.append(f"Locust exited with code {run.locust_exit_code}: see locust.out.")
     if not records:
         out.append("no purchase was attempted under load: see locust.out and locust.log.")
-    processes = max(1, int(meta.get("processes") or 0))
-    if cpu["generator_cores_avg"] / processes > 0.8:
+    processes = max(1, run.processes)
+    if cpu.generator_cores_avg / processes > 0.8:
         out.append(
-            f"the load generator used {cpu['generator_cores_avg']:.2f} cores in {processes} "
+            f"the load generator used {cpu.generator_cores_avg:.2f} cores in {processes} "
             "process(es): it may have limited the load; use --processes."
         )
-    other = cpu.get("host_other_cpu_s", 0.0) / duration
+    other = cpu.host_other_cpu_s / duration
     if other > 0.5:
         out.append(
             f"other work on this machine used {other:.2f} cores on average during the run: "
@@ -376,39 +406,24 @@ def cpu_series(samples: list[tuple[float, dict[str, float]]], t_start: float) ->
 
 # --------------------------------------------------------------------------- HTML
 
-_CSS = """
-body{font:14px/1.45 system-ui,sans-serif;margin:24px auto;max-width:980px;color:#222}
-h1{font-size:22px;margin-bottom:4px} h2{font-size:17px;margin-top:28px;border-bottom:1px solid #ddd}
-.sub{color:#666} .cards{display:flex;flex-wrap:wrap;gap:10px;margin:14px 0}
-.card{border:1px solid #ddd;border-radius:6px;padding:8px 12px;min-width:130px}
-.card b{display:block;font-size:20px} .ok{background:#eaf6ec;border-color:#9c9}
-.bad{background:#fbeaea;border-color:#d99}
-.warn{background:#fff8e1;border-color:#e0c060;margin:6px 0}
-table{border-collapse:collapse;margin:8px 0}
-td,th{border:1px solid #ddd;padding:3px 8px;text-align:right} th{background:#f6f6f6}
-td:first-child,th:first-child{text-align:left}
-svg.chart{width:100%;height:auto;margin:6px 0 14px}
-svg .title{font-weight:600;font-size:13px} svg .tick,svg .legend,svg .band{font-size:11px}
-svg .band{fill:#777} svg .label{font-size:11px;fill:#555} svg .grid{stroke:#e4e4e4}
-svg .axis{stroke:#999}
-"""
 
+@dataclasses.dataclass(frozen=True)
+class LoadReport:
+    """What report.html shows beyond the summary: charts, and the tables' rows as values."""
 
-def _table(head: list[str], rows: list[list[Any]]) -> str:
-    h = "".join(f"<th>{escape(str(x))}</th>" for x in head)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{escape('' if x is None else str(x))}</td>" for x in r) + "</tr>"
-        for r in rows
-    )
-    return f"<table><tr>{h}</tr>{body}</table>"
-
-
-def _ms(seconds: float | None) -> str:
-    return "" if seconds is None else f"{seconds * 1000:.0f}"
+    summary: LoadSummary
+    plan: Plan
+    started: str
+    charts: tuple[svgplot.Chart, ...]
+    accounting_problems: tuple[tuple[Any, ...], ...]
+    phase_rows: tuple[tuple[Any, ...], ...]
+    step_rows: tuple[tuple[Any, ...], ...]
+    cpu_rows: tuple[tuple[Any, ...], ...]
+    locust_rows: tuple[tuple[Any, ...], ...]
 
 
 def render_html(
-    summary: dict[str, Any],
+    summary: LoadSummary,
     plan: Plan,
     records: list[dict[str, Any]],
     t_start: float,
@@ -417,26 +432,111 @@ def render_html(
     cpu_samples: list[tuple[float, dict[str, float]]],
     generator_samples: list[tuple[float, float]],
 ) -> str:
+    charts = [
+        *_time_charts(plan, records, t_start, t_end, history),
+        _cpu_chart(plan, t_start, t_end, cpu_samples, generator_samples),
+    ]
+    per_purchase = _cpu_per_purchase_chart(summary.cpu)
+    if per_purchase is not None:
+        charts.append(per_purchase)
+    started = dt.datetime.fromtimestamp(t_start, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    view = LoadReport(
+        summary=summary,
+        plan=plan,
+        started=started,
+        charts=tuple(charts),
+        accounting_problems=_accounting_problems(summary.accounting),
+        phase_rows=tuple(_phase_row(p) for p in summary.throughput.phases),
+        step_rows=tuple(
+            (s, d.n, _ms(d.p50), _ms(d.p95), _ms(d.p99), _ms(d.max))
+            for s, d in [("purchase", summary.latency_s.purchase), *summary.latency_s.steps.items()]
+        ),
+        cpu_rows=_cpu_rows(summary.cpu),
+        locust_rows=tuple(
+            (f"{r.type} {r.name}", r.count, r.failures, r.p50_ms, r.p95_ms, r.p99_ms)
+            for r in summary.locust_requests
+        ),
+    )
+    return reports.render("loadtest.html.j2", report=view)
+
+
+def _ms(seconds: float | None) -> str:
+    return "" if seconds is None else f"{seconds * 1000:.0f}"
+
+
+def _phase_row(p: PhaseFigures) -> tuple[Any, ...]:
+    return (
+        p.phase,
+        p.target_per_min,
+        p.offered_per_min,
+        p.buyers,
+        p.completed_per_min,
+        "" if p.failure_rate is None else f"{p.failure_rate * 100:.2f} %",
+        p.failed_sold_out,
+        p.purchase_s.p50,
+        p.purchase_s.p95,
+        "yes" if p.steady else "no (ramp)",
+    )
+
+
+def _cpu_rows(cpu: CpuFigures) -> tuple[tuple[Any, ...], ...]:
+    rows = [
+        (
+            c,
+            v.cpu_s,
+            v.cores_avg,
+            v.cpu_s_per_purchase,
+            v.cpu_s_per_purchase_net_of_idle,
+            v.idle_cores,
+        )
+        for c, v in cpu.cluster_by_component.items()
+    ]
+    rows.append(
+        (
+            "load generator (not cluster)",
+            cpu.generator_cpu_s,
+            cpu.generator_cores_avg,
+            cpu.generator_cpu_s_per_purchase,
+            "",
+            "",
+        )
+    )
+    return tuple(rows)
+
+
+def _accounting_problems(acc: Accounting | None) -> tuple[tuple[Any, ...], ...]:
+    """One row per order the accounting could not match: phantom or lost."""
+    if acc is None:
+        return ()
+    rows = [
+        (u.code, "unacknowledged phantom", u.step, u.kind, u.message)
+        for u in acc.phantom_unacknowledged
+    ]
+    rows += [(c, "unknown phantom", "", "", "") for c in acc.phantom_unknown]
+    rows += [(c, "missing (lost)", "", "", "") for c in acc.missing]
+    return tuple(rows)
+
+
+def _time_charts(
+    plan: Plan,
+    records: list[dict[str, Any]],
+    t_start: float,
+    t_end: float,
+    history: list[dict[str, str]],
+) -> list[svgplot.Chart]:
+    """Throughput, purchase and step percentiles, buyers and failures over the run."""
     ts = time_series(records, t_start, t_end)
     x = ts["x"]
-    bands = [(p.start_s, p.end_s, p.name) for p in plan.phases]
-    target_line = []
-    for p in plan.phases:
-        target_line += [(p.start_s, p.rate_per_min), (p.end_s, p.rate_per_min)]
-    run = summary["run"]
-    pur = summary["purchases"]
-    thr = summary["throughput"]
-    lat = summary["latency_s"]
-    acc = summary.get("accounting")
-    cpu = summary["cpu"]
 
     def pts(values: list[float | None]) -> list[tuple[float, float | None]]:
         return list(zip(x, values, strict=False))
 
-    xr = (0.0, max(t_end - t_start, plan.duration_s))
-    common: dict[str, Any] = {"bands": bands, "x_range": xr}
+    target_line = []
+    for p in plan.phases:
+        target_line += [(p.start_s, p.rate_per_min), (p.end_s, p.rate_per_min)]
+    common = _chart_frame(plan, t_start, t_end)
     failed_series = [svgplot.Series(k, pts(v)) for k, v in ts["failed_per_min_by_kind"].items()]
-    charts = [
+    return [
         svgplot.line_chart(
             f"Throughput: purchases per minute (sliding {WINDOW_S:g} s window)",
             [
@@ -477,167 +577,65 @@ def render_html(
             **common,
         ),
     ]
+
+
+def _chart_frame(plan: Plan, t_start: float, t_end: float) -> dict[str, Any]:
+    """The x axis every chart over time shares: the whole run, its phases shaded."""
+    return {
+        "bands": [(p.start_s, p.end_s, p.name) for p in plan.phases],
+        "x_range": (0.0, max(t_end - t_start, plan.duration_s)),
+    }
+
+
+def _cpu_chart(
+    plan: Plan,
+    t_start: float,
+    t_end: float,
+    cpu_samples: list[tuple[float, dict[str, float]]],
+    generator_samples: list[tuple[float, float]],
+) -> svgplot.Chart:
+    """Cores in use: the five busiest components, the rest summed, and the load generator."""
     cpu_lines = cpu_series(cpu_samples, t_start)
     top = sorted(cpu_lines, key=lambda c: -sum(v or 0 for _, v in cpu_lines[c]))
     shown, rest = top[:5], top[5:]
-    cpu_chart = [svgplot.Series(c, cpu_lines[c]) for c in shown]
+    series = [svgplot.Series(c, cpu_lines[c]) for c in shown]
     if rest:
         other: dict[float, float] = defaultdict(float)
         for c in rest:
             for t, v in cpu_lines[c]:
                 other[t] += v or 0.0
-        cpu_chart.append(svgplot.Series("other components", sorted(other.items()), "#aaa"))
+        series.append(svgplot.Series("other components", sorted(other.items()), "#aaa"))
     gen = [
         (tb - t_start, (b - a) / (tb - ta))
         for (ta, a), (tb, b) in itertools.pairwise(generator_samples)
         if tb > ta
     ]
-    cpu_chart.append(svgplot.Series("load generator (not cluster)", gen, "#000", dashed=True))
-    charts.append(
-        svgplot.line_chart(
-            "CPU cores in use: cluster components and the load generator",
-            cpu_chart,
-            y_label="cores",
-            **common,
-        )
+    series.append(svgplot.Series("load generator (not cluster)", gen, "#000", dashed=True))
+    return svgplot.line_chart(
+        "CPU cores in use: cluster components and the load generator",
+        series,
+        y_label="cores",
+        **_chart_frame(plan, t_start, t_end),
     )
-    per_purchase = [
-        (c, v["cpu_s_per_purchase"])
-        for c, v in cpu["cluster_by_component"].items()
-        if v["cpu_s_per_purchase"]
-    ]
-    if cpu.get("generator_cpu_s_per_purchase"):
-        per_purchase.append(("load gen.", cpu["generator_cpu_s_per_purchase"]))
-    if per_purchase:
-        charts.append(
-            svgplot.bar_chart("CPU-seconds per completed purchase", per_purchase, unit="CPU-s")
-        )
 
-    acc_html = ""
-    if acc:
-        cls = "ok" if acc["ok"] else "bad"
-        acc_html = (
-            f'<div class="card {cls}"><b>Accounting {"OK" if acc["ok"] else "FAILED"}</b>'
-            + "<br>".join(escape(s) for s in summary_lines(acc))
-            + "</div>"
-        )
-        details = [
-            [u["code"], "unacknowledged phantom", u.get("step"), u.get("kind"), u.get("message")]
-            for u in acc.get("phantom_unacknowledged", [])
-        ]
-        details += [[c, "unknown phantom", "", "", ""] for c in acc.get("phantom_unknown", [])]
-        details += [[c, "missing (lost)", "", "", ""] for c in acc.get("missing", [])]
-        if details:
-            acc_html += _table(["order", "problem", "step", "kind", "what the buyer saw"], details)
-    warn_html = "".join(
-        f'<div class="card warn">{escape(w)}</div>' for w in summary.get("warnings", [])
-    )
-    sus = thr.get("sustained") or {}
-    cards = [
-        ("attempted", pur["attempted"]),
-        ("completed", pur["completed"]),
-        ("failed", f"{pur['failed']} ({(pur['failure_rate'] or 0) * 100:.2f} %)"),
-        ("sold out", pur["rejected_sold_out"]),
-        ("sustained /min (≤1 % fail)", sus.get("completed_per_min", "—")),
-        ("p95 purchase", f"{lat['purchase']['p95'] or 0:.2f} s"),
-        ("busy retries", summary["retries"]["total"]),
-        ("cluster CPU-s / purchase", cpu["cluster_cpu_s_per_purchase"]),
-        ("generator CPU-s / purchase", cpu["generator_cpu_s_per_purchase"]),
+
+def _cpu_per_purchase_chart(cpu: CpuFigures) -> svgplot.Chart | None:
+    items = [
+        (c, v.cpu_s_per_purchase)
+        for c, v in cpu.cluster_by_component.items()
+        if v.cpu_s_per_purchase
     ]
-    card_html = "".join(
-        f'<div class="card">{escape(k)}<b>{escape(str(v))}</b></div>' for k, v in cards
-    )
-    phase_rows = [
-        [
-            p["phase"],
-            p["target_per_min"],
-            p["offered_per_min"],
-            p["buyers"],
-            p["completed_per_min"],
-            "" if p["failure_rate"] is None else f"{p['failure_rate'] * 100:.2f} %",
-            p["failed_sold_out"],
-            p["purchase_s"]["p50"],
-            p["purchase_s"]["p95"],
-            "yes" if p["steady"] else "no (ramp)",
-        ]
-        for p in thr["phases"]
-    ]
-    step_rows = [
-        [s, d["n"], _ms(d["p50"]), _ms(d["p95"]), _ms(d["p99"]), _ms(d["max"])]
-        for s, d in [("purchase", lat["purchase"]), *lat["steps"].items()]
-    ]
-    kind_rows = [[k, v] for k, v in pur["errors_by_kind"].items()]
-    retry_rows = [[k, v] for k, v in summary["retries"]["by_kind"].items()]
-    cpu_rows = [
-        [
-            c,
-            v["cpu_s"],
-            v["cores_avg"],
-            v["cpu_s_per_purchase"],
-            v["cpu_s_per_purchase_net_of_idle"],
-            v["idle_cores"],
-        ]
-        for c, v in cpu["cluster_by_component"].items()
-    ]
-    cpu_rows.append(
-        [
-            "load generator (not cluster)",
-            cpu["generator_cpu_s"],
-            cpu["generator_cores_avg"],
-            cpu["generator_cpu_s_per_purchase"],
-            "",
-            "",
-        ]
-    )
-    locust_rows = [
-        [
-            f"{r['type']} {r['name']}",
-            r["count"],
-            r["failures"],
-            r["p50_ms"],
-            r["p95_ms"],
-            r["p99_ms"],
-        ]
-        for r in summary["locust_requests"]
-    ]
-    started = dt.datetime.fromtimestamp(t_start, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Load test {escape(run["run_id"])}</title>
-<style>{_CSS}</style></head><body>
-<h1>pretix-cluster load test: {escape(run["scenario"])} flow, {escape(plan.shape)} shape</h1>
-<div class="sub">{escape(started)} · stack {escape(run["stack"])} · event {escape(run["event"])}
- · target {plan.target_per_min:.1f} purchases/min · {plan.duration_s:g} s · pace {plan.pace_s:g} s
- (calibrated purchase {run["calibration"]["purchase_s"]:.2f} s)</div>
-<div class="cards">{card_html}</div>
-{acc_html}
-{warn_html}
-<h2>Over time</h2>
-{"".join(charts)}
-<h2>Phases (steady windows)</h2>
-{_table(PHASE_HEAD, phase_rows)}
-<h2>Latency per step (completed purchases, ms)</h2>
-{_table(["step", "n", "p50", "p95", "p99", "max"], step_rows)}
-<h2>Failures by kind</h2>
-{_table(["kind", "purchases"], kind_rows) if kind_rows else "<p>none</p>"}
-<h2>Busy retries by kind</h2>
-{_table(["kind", "retries"], retry_rows) if retry_rows else "<p>none</p>"}
-<h2>CPU</h2>
-<p>Cluster: cgroup counters per container ({escape(str(cpu.get("method")))}), summed per component.
-Load generator: the Locust process tree, measured separately and never counted as the cluster's.
-"net of idle" subtracts each component's CPU while the cluster was idle before the run.</p>
-{_table(CPU_HEAD, cpu_rows)}
-<h2>Locust requests (every try, incl. failures; ms)</h2>
-{_table(["request", "count", "failures", "p50", "p95", "p99"], locust_rows)}
-<p class="sub">Files: summary.json, ledger-*.jsonl, locust_stats.csv, locust_stats_history.csv,
-locust_failures.csv, locust.html, locust.log.</p>
-</body></html>
-"""
+    if cpu.generator_cpu_s_per_purchase:
+        items.append(("load gen.", cpu.generator_cpu_s_per_purchase))
+    if not items:
+        return None
+    return svgplot.bar_chart("CPU-seconds per completed purchase", items, unit="CPU-s")
 
 
 def write_outputs(
-    out: Path, summary: dict[str, Any], html: str, samples: dict[str, Any] | None = None
+    out: Path, summary: LoadSummary, html: str, samples: dict[str, Any] | None = None
 ) -> None:
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    (out / "summary.json").write_text(json.dumps(summary.to_dict(), indent=2, default=str) + "\n")
     (out / "report.html").write_text(html)
     if samples is not None:
         (out / "samples.json").write_text(json.dumps(samples) + "\n")
@@ -645,12 +643,11 @@ def write_outputs(
 
 def rebuild_html(out: Path) -> Path:
     """Re-render report.html from a results folder (summary, samples, ledger, Locust CSV)."""
-    summary = json.loads((out / "summary.json").read_text())
+    summary = LoadSummary.from_dict(json.loads((out / "summary.json").read_text()))
     samples = json.loads((out / "samples.json").read_text())
-    plan_data = {k: v for k, v in summary["plan"].items() if k != "model"}
     html = render_html(
         summary,
-        Plan.from_dict(plan_data),
+        summary.plan,
         load_records(read_ledger(out / "ledger")),
         samples["t_start"],
         samples["t_end"],

@@ -46,6 +46,7 @@ from pretix_cluster.loadtest import flows, report, shapes
 from pretix_cluster.loadtest.config import CONFIG_ENV, RunConfig
 from pretix_cluster.loadtest.ledger import LedgerTail, LedgerWriter, read_ledger
 from pretix_cluster.loadtest.pretixapi import ApiError, PretixApi
+from pretix_cluster.loadtest.summary import Accounting, LoadSummary
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 USER_CLASSES = {"shop": "ShopBuyer", "api": "ApiBuyer"}
@@ -81,12 +82,12 @@ class LoadOptions:
 
 @dataclasses.dataclass
 class RunResult:
-    summary: dict[str, Any]
+    summary: LoadSummary
     out: Path
 
     @property
-    def accounting(self) -> dict[str, Any]:
-        return self.summary["accounting"]
+    def accounting(self) -> Accounting | None:
+        return self.summary.accounting
 
 
 def _now_id() -> tuple[str, str]:

@@ -1,0 +1,286 @@
+"""The typed load-test summary and the three HTML reports, from one recorded-shape run."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+
+import pytest
+from markupsafe import escape
+
+from pretix_cluster.bench import analysis as bench_analysis
+from pretix_cluster.bench import report as bench_report
+from pretix_cluster.chaos import analysis as chaos_analysis
+from pretix_cluster.chaos import report as chaos_report
+from pretix_cluster.loadtest import report
+from pretix_cluster.loadtest.accounting import reconcile
+from pretix_cluster.loadtest.ledger import LedgerWriter
+from pretix_cluster.loadtest.summary import Accounting, LoadSummary
+from pretix_cluster.reports import svgplot
+from pretix_cluster.spec import ClusterSpec
+from tests.unit import report_inputs as run
+
+ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"
+
+
+@pytest.fixture(scope="module")
+def records():
+    return run.ledger()
+
+
+@pytest.fixture(scope="module")
+def summary(records) -> LoadSummary:
+    return report.build_summary(
+        meta=run.meta(),
+        plan=run.plan(),
+        ledger=records,
+        t_start=run.T_START,
+        t_end=run.T_START + run.DURATION,
+        accounting=run.accounting(records),
+        cpu=run.cpu(),
+        locust_stats=run.locust_stats(),
+    )
+
+
+def _load_html(summary, records) -> str:
+    return report.render_html(
+        summary,
+        summary.plan,
+        report.load_records(records),
+        run.T_START,
+        run.T_START + run.DURATION,
+        run.history(),
+        run.cluster_samples(),
+        run.generator_samples(),
+    )
+
+
+# --- the typed summary -------------------------------------------------------------------
+
+
+def test_summary_counts_purchases_from_the_ledger(summary):
+    pur = summary.purchases
+    # 77 load attempts + 1 cut short; calibration is not load
+    assert (pur.attempted, pur.completed, pur.failed, pur.interrupted) == (78, 71, 6, 1)
+    assert pur.rejected_sold_out == 3 and pur.errors_by_kind == {"sold_out": 3, "timeout": 3}
+    assert pur.failure_rate_excluding_sold_out == pytest.approx(3 / 77, abs=1e-4)
+    assert summary.retries.total == sum(1 for i in range(1, 78) if i % 4 == 0)
+
+
+def test_sustained_is_the_best_steady_phase_within_the_failure_budget(summary):
+    phases = {p.phase: p for p in summary.throughput.phases}
+    # failures start after 120 s: 0.5x and 1x held, 2x and 10x did not
+    assert phases["0.5x"].within_budget and phases["1x"].within_budget
+    assert not phases["2x"].within_budget and phases["2x"].failure_rate > 0.01
+    sustained = summary.throughput.sustained
+    assert sustained is not None
+    assert sustained.phase in ("0.5x", "1x")
+    assert sustained.completed_per_min == max(
+        phases["0.5x"].completed_per_min, phases["1x"].completed_per_min
+    )
+
+
+def test_cpu_per_purchase_keeps_the_generator_apart(summary):
+    cpu = summary.cpu
+    assert cpu.cluster_cpu_s == 215.0 and cpu.busiest_component == "web"
+    assert list(cpu.cluster_by_component) == ["web", "worker", "pg", "redis"]
+    assert cpu.cluster_cpu_s_per_purchase == round(215.0 / 71, 4)
+    assert cpu.generator_cpu_s_per_purchase == round(30.0 / 71, 4)
+    # web idled at 0.05 cores for 240 s: 12 CPU-s of its 120 are not the purchases'
+    web = cpu.cluster_by_component["web"]
+    assert web.cpu_s_per_purchase_net_of_idle == round((120.0 - 12.0) / 71, 4)
+    assert cpu.host_other_cpu_s == 300.0 - 215.0 - 30.0 - 2.0
+
+
+def test_summary_json_round_trips(summary):
+    data = json.loads(json.dumps(summary.to_dict()))
+    assert LoadSummary.from_dict(data) == summary
+    # the shape old summary.json files have: readable by key, as before
+    assert data["throughput"]["sustained"]["completed_per_min"] > 0
+    assert data["cpu"]["cluster_by_component"]["web"]["cpu_s"] == 120.0
+    assert data["plan"]["model"].startswith("buyers = ")
+    assert data["accounting"]["phantom_unacknowledged"][0]["code"] == "PHANT"
+
+
+def test_accounting_reads_reconciles_dict_and_writes_it_back(records):
+    raw = run.accounting(records)
+    acc = Accounting.from_dict(raw)
+    assert acc.ok and acc.checked and acc.quota is not None
+    assert [p.code for p in acc.phantom_unacknowledged] == ["PHANT"]
+    assert acc.quota.sold == 72 and acc.quota.oversold_by == 0
+    assert json.loads(json.dumps(acc.to_dict())) == json.loads(json.dumps(raw))
+
+
+def test_an_oversold_quota_and_a_lost_order_read_as_such(records):
+    orders = run.orders(records)[1:]  # the first completed purchase's order is gone
+    raw = reconcile(
+        orders,
+        {"paid_orders": 70, "pending_orders": 1, "total_size": 50},
+        run_id=run.RUN_ID,
+        event=run.RUN_ID,
+        item_id=1,
+        quota_size=50,
+        ledger=records,
+    )
+    acc = Accounting.from_dict(raw)
+    assert not acc.ok
+    assert acc.missing == ("C0001",)
+    assert acc.quota is not None and acc.quota.oversold_by == 71 - 50
+    integrity = chaos_analysis.integrity(acc)
+    assert (integrity["lost"], integrity["oversold"]) == (1, 21)
+
+
+def test_a_failed_accounting_keeps_its_reason():
+    raw = {"ok": False, "problems": ["accounting failed: 502"], "error": "502"}
+    acc = Accounting.from_dict(raw)
+    assert not acc.checked and acc.problems == ("accounting failed: 502",)
+    assert acc.to_dict() == raw
+    assert acc.lines() == ["accounting FAILED: accounting failed: 502"]
+
+
+def test_bench_reads_the_summary_by_attribute(summary):
+    samples = {"t_start": run.T_START, "cluster": run.cluster_samples()}
+    fig = bench_analysis.system_figures(summary, samples, 2)
+    assert fig["sustained_per_min"] == summary.throughput.sustained.completed_per_min
+    assert fig["accounting_ok"] is True and fig["cpu_s_per_purchase"]["pg"] == round(30 / 71, 4)
+    one_x = next(p for p in fig["phases"] if p["phase"] == "1x")
+    # the samples grow web by 0.5 CPU-s per second: 0.5 cores in every window
+    assert one_x["cores_by_component"]["web"] == pytest.approx(0.5)
+    failed = dataclasses.replace(summary, accounting=Accounting(ok=False, problems=("502",)))
+    assert bench_analysis.system_figures(failed, None, 2)["accounting_ok"] is False
+
+
+# --- the HTML reports ----------------------------------------------------------------------
+
+
+def test_load_report_shows_the_key_figures(summary, records):
+    html = _load_html(summary, records)
+    assert "pretix-cluster load test: shop flow, phases shape" in html
+    assert "attempted<b>78</b>" in html and "completed<b>71</b>" in html
+    assert "failed<b>6 (7.79 %)</b>" in html
+    assert f"<b>{summary.throughput.sustained.completed_per_min}</b>" in html
+    assert "Accounting OK" in html and "unacknowledged phantom" in html
+    # five charts over time, CPU over time, CPU per purchase
+    assert html.count("<svg") == 7 and "load generator (not cluster)" in html
+    assert html.count("<tr>") > 20
+
+
+def test_load_report_escapes_what_the_run_and_shop_said(summary, records):
+    html = _load_html(summary, records)
+    assert "<script>" not in html
+    # the event name, a buyer's error message, a Locust request name
+    assert html.count(ESCAPED) == 3
+
+
+def test_rebuild_html_reads_a_results_folder(summary, records, tmp_path):
+    writer = LedgerWriter(tmp_path / "ledger")
+    for record in records:
+        writer.write(record)
+    writer.close()
+    with (tmp_path / "locust_stats_history.csv").open("w", newline="") as f:
+        out = csv.DictWriter(f, ["Timestamp", "Name", "User Count"])
+        out.writeheader()
+        out.writerows(run.history())
+    samples = {
+        "t_start": run.T_START,
+        "t_end": run.T_START + run.DURATION,
+        "cluster": run.cluster_samples(),
+        "generator": run.generator_samples(),
+    }
+    report.write_outputs(tmp_path, summary, "old", samples)
+    report.rebuild_html(tmp_path)
+    assert (tmp_path / "report.html").read_text() == _load_html(summary, records)
+
+
+def _chaos_figures(number, title, **over):
+    figures = {
+        "scenario": number,
+        "name": f"s{number}",
+        "title": title,
+        "fault": "docker kill <pg-1>",
+        "target": {"node": "pg-1", "role": "primary"},
+        "integrity": chaos_analysis.integrity(Accounting.from_dict(run.accounting(run.ledger()))),
+        "timeline": {
+            "detected_at": 1002.0,
+            "rejoined_at": 1040.0,
+            "detect_s": 2.0,
+            "repair_s": 8.3,
+            "first_signal": "haproxy",
+            "signals_s": {"haproxy": 2.0, "patroni": 3.1},
+            "failover": True,
+        },
+        "window": {"first_ok_after_at": 1010.0, "window_s": 9.5, "failed_in_window": 2},
+        "healthy_at": 1050.0,
+        "healthy_s": 50.0,
+    }
+    figures |= over
+    figures["verdict"] = chaos_analysis.verdict(figures)
+    return figures
+
+
+def test_chaos_report_shows_each_scenarios_figures_and_escapes():
+    ok = _chaos_figures(1, "PostgreSQL primary killed")
+    bad = _chaos_figures(4, "Redis <master> killed", healthy_at=None)
+    html = chaos_report.render_html([ok, bad], {"stack": "<t>"})
+    assert "<td>8.3</td>" in html and "<td>9.5</td>" in html
+    assert '<span class="pass">pass</span>' in html and '<tr class="fail">' in html
+    assert "fails because: status did not become healthy" in html
+    assert "stack: &lt;t&gt;" in html and "docker kill &lt;pg-1&gt;" in html
+    assert "Redis &lt;master&gt; killed" in html and "<master>" not in html
+
+
+def test_bench_report_shows_every_table_and_escapes(summary):
+    fig = bench_analysis.system_figures(summary, None, 2)
+    spec = ClusterSpec()
+    doc = {
+        "host_cores": 2,
+        "target_per_min": 30,
+        "duration_s": 240,
+        "isolated": True,
+        "cluster_shape": {"web": "2 x <b>2</b>"},
+        "baseline_shape": {"web": "1"},
+        "runs": {"baseline": {"shop": fig}, "cluster": {"shop": fig}},
+        "comparison": {"shop": bench_analysis.compare(fig, fig)},
+        "saturation": None,
+        "capacity": bench_analysis.capacity_model(fig, spec, 800.0),
+        "errors": ["cluster api: <boom>"],
+        "warnings": [],
+    }
+    html = bench_report.html(doc)
+    for title, _, rows in bench_report.tables(doc):
+        assert f"<h2>{title}</h2>" in html
+        assert f"<td>{rows[0][0]}</td>" in html
+    assert "capacity arithmetic" in html and 'href="cluster-shop/report.html"' in html
+    assert escape("\n".join(doc["capacity"]["arithmetic"])) in html  # "->" escaped
+    assert (
+        "web 2 x &lt;b&gt;2&lt;/b&gt;" in html and "run failed: cluster api: &lt;boom&gt;" in html
+    )
+
+
+# --- the chart layout ------------------------------------------------------------------------
+
+
+def test_line_chart_breaks_at_gaps_and_draws_lone_points():
+    chart = svgplot.line_chart(
+        "t", [svgplot.Series("a", [(0, 1.0), (1, 2.0), (2, None), (3, 1.0)])], x_range=(0, 3)
+    )
+    assert [len(t.points) for t in chart.traces] == [2, 1]
+    # x 0..3 spans the plot; y ticks start at 0 at the bottom
+    assert chart.traces[0].points[0][0] == chart.left
+    assert chart.traces[1].points[0][0] == chart.left + chart.plot_width
+    assert chart.y_ticks[0] == svgplot.Tick(chart.top + chart.plot_height, "0")
+
+
+def test_legend_wraps_and_grows_the_chart():
+    names = [f"component number {i}" for i in range(12)]
+    chart = svgplot.line_chart("t", [svgplot.Series(n, [(0, 1.0)]) for n in names])
+    rows = sorted({item.y for item in chart.legend})
+    assert len(rows) > 1
+    assert chart.height == 250 + svgplot.LEGEND_ROW * len(rows)
+
+
+def test_bar_chart_sorts_largest_first():
+    chart = svgplot.bar_chart("t", [("pg", 0.1), ("web", 0.4)])
+    assert [b.label for b in chart.bars] == ["web", "pg"]
+    assert chart.bars[1].width == pytest.approx(chart.bars[0].width / 4)
