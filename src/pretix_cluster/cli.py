@@ -79,7 +79,7 @@ def init(
     """Write a commented default cluster spec."""
     if spec_file.exists() and not force:
         raise UserError(f"{spec_file} exists; edit it, or pass --force to overwrite it.")
-    raw = ClusterSpec().model_dump(exclude={"ports"})
+    raw = ClusterSpec().model_dump()
     if name:
         raw["cluster"]["name"] = name
     if port:

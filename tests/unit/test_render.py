@@ -4,12 +4,13 @@ import subprocess
 
 import pytest
 import yaml
+from jinja2 import UndefinedError
 
 from pretix_cluster.images.build import COMPONENTS, ImageSet
-from pretix_cluster.render.configs import render_files
+from pretix_cluster.render.configs import patroni_context, render_files, template
 from pretix_cluster.render.stack import dump_stack, render_stack
 from pretix_cluster.secrets import SecretStore
-from pretix_cluster.spec import ClusterSpec
+from pretix_cluster.spec import PORTS, ClusterSpec
 
 
 @pytest.fixture
@@ -126,3 +127,20 @@ def test_a_crashed_redis_node_returns_only_after_sentinel_could_fail_over(stack,
     delay = stack["services"]["redis-1"]["deploy"]["restart_policy"]["delay"]
     assert int(delay.rstrip("s")) * 1000 > spec.redis.down_after_ms
     assert stack["services"]["sentinel-1"]["deploy"]["restart_policy"]["delay"] == "2s"
+
+
+def test_patroni_timing_and_ports_come_from_the_spec(values):
+    spec = ClusterSpec.model_validate({"postgres": {"ttl": 40, "loop_wait": 6, "retry_timeout": 9}})
+    config = yaml.safe_load(render_files(spec, values)["patroni.yml"].content)
+    dcs = config["bootstrap"]["dcs"]
+    assert (dcs["ttl"], dcs["loop_wait"], dcs["retry_timeout"]) == (40, 6, 9)
+    assert config["restapi"]["listen"].endswith(f":{PORTS.patroni}")
+    assert config["postgresql"]["listen"].endswith(f":{PORTS.postgres}")
+
+
+@pytest.mark.parametrize("key", ["ttl", "loop_wait", "retry_timeout", "maximum_lag_on_failover"])
+def test_a_value_missing_from_the_patroni_context_fails_the_render(spec, values, key):
+    context = patroni_context(spec, values)
+    del context[key]
+    with pytest.raises(UndefinedError):
+        template("patroni.yml", True, **context)

@@ -12,7 +12,7 @@ from pathlib import Path
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from pretix_cluster.secrets import versioned_name
-from pretix_cluster.spec import ClusterSpec
+from pretix_cluster.spec import PORTS, ClusterSpec
 
 TEMPLATES = Path(__file__).parent / "templates"
 PATRONI_NAMESPACE = "/pretix-cluster/"
@@ -62,22 +62,21 @@ def render_files(spec: ClusterSpec, values: dict[str, str]) -> dict[str, Cluster
 
 
 def pretix_context(spec: ClusterSpec, values: dict[str, str]) -> dict[str, object]:
-    ports = spec.ports
     return {
         "url": spec.cluster.url,
         "instance_name": f"pretix ({spec.stack})",
         "currency": spec.shop.currency,
         "db": {
             "host": "haproxy",
-            "port": ports.haproxy_pg_primary,
+            "port": PORTS.haproxy_pg_primary,
             "name": DB_NAME,
             "user": DB_USER,
             "password": values["pg_pretix_password"],
         },
-        "replica": {"host": "haproxy", "port": ports.haproxy_pg_replicas},
+        "replica": {"host": "haproxy", "port": PORTS.haproxy_pg_replicas},
         "redis": {
             "host": "haproxy",
-            "port": ports.haproxy_redis,
+            "port": PORTS.haproxy_redis,
             "password": values["redis_password"],
         },
         "django_secret": values["django_secret"],
@@ -90,7 +89,9 @@ def patroni_context(spec: ClusterSpec, values: dict[str, str]) -> dict[str, obje
     return {
         "scope": spec.stack,
         "namespace": PATRONI_NAMESPACE,
-        "etcd_hosts": [f"{m}:{spec.ports.etcd_client}" for m in spec.etcd_members],
+        "etcd_hosts": [f"{m}:{PORTS.etcd_client}" for m in spec.etcd_members],
+        "restapi_port": PORTS.patroni,
+        "pg_port": PORTS.postgres,
         "superuser_password": values["pg_superuser_password"],
         "replication_password": values["pg_replication_password"],
         "rewind_password": values["pg_rewind_password"],
@@ -105,19 +106,18 @@ def patroni_context(spec: ClusterSpec, values: dict[str, str]) -> dict[str, obje
 
 
 def haproxy_context(spec: ClusterSpec, values: dict[str, str]) -> dict[str, object]:
-    ports = spec.ports
     return {
         "pg_nodes": spec.pg_nodes,
-        "pg_port": ports.postgres,
-        "patroni_port": ports.patroni,
+        "pg_port": PORTS.postgres,
+        "patroni_port": PORTS.patroni,
         "ports": {
-            "pg_primary": ports.haproxy_pg_primary,
-            "pg_replicas": ports.haproxy_pg_replicas,
-            "redis": ports.haproxy_redis,
-            "health": ports.haproxy_health,
+            "pg_primary": PORTS.haproxy_pg_primary,
+            "pg_replicas": PORTS.haproxy_pg_replicas,
+            "redis": PORTS.haproxy_redis,
+            "health": PORTS.haproxy_health,
         },
         "redis_nodes": spec.redis_nodes,
-        "redis_port": ports.redis,
+        "redis_port": PORTS.redis,
         "redis_password": values["redis_password"],
         "check": {
             "inter_ms": spec.haproxy.check_inter_ms,
@@ -132,8 +132,8 @@ def nginx_context(spec: ClusterSpec) -> dict[str, object]:
         "server_name": spec.shop_host,
         # Host with the port: Django's CSRF origin check compares it with Origin.
         "proxy_host": spec.shop_netloc,
-        "upstream": f"web:{spec.ports.web}",
-        "listen_port": spec.ports.nginx,
+        "upstream": f"web:{PORTS.web}",
+        "listen_port": PORTS.nginx,
         "client_max_body_size": "20m",
         # web has no VIP (see render/stack.py): nginx must follow task IPs via DNS.
         "upstream_resolve": True,

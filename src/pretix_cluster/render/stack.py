@@ -25,7 +25,7 @@ import yaml
 
 from pretix_cluster.images.build import ImageSet
 from pretix_cluster.render.configs import ClusterFile
-from pretix_cluster.spec import ClusterSpec
+from pretix_cluster.spec import PORTS, ClusterSpec
 
 STACK_VERSION = "3.8"
 PRETIX_UID = "15371"
@@ -130,7 +130,7 @@ def _secret(name: str, uid: str, mode: int = 0o400) -> dict:
 
 
 def _etcd_services(spec: ClusterSpec, images: ImageSet) -> dict[str, Service]:
-    peer, client = spec.ports.etcd_peer, spec.ports.etcd_client
+    peer, client = PORTS.etcd_peer, PORTS.etcd_client
     initial_cluster = ",".join(f"{m}=http://{m}:{peer}" for m in spec.etcd_members)
     services = {}
     for member in spec.etcd_members:
@@ -166,8 +166,8 @@ def _postgres_services(spec: ClusterSpec, images: ImageSet) -> dict[str, Service
             "hostname": node,
             "environment": {
                 "PATRONI_NAME": node,
-                "PATRONI_RESTAPI_CONNECT_ADDRESS": f"{node}:{spec.ports.patroni}",
-                "PATRONI_POSTGRESQL_CONNECT_ADDRESS": f"{node}:{spec.ports.postgres}",
+                "PATRONI_RESTAPI_CONNECT_ADDRESS": f"{node}:{PORTS.patroni}",
+                "PATRONI_POSTGRESQL_CONNECT_ADDRESS": f"{node}:{PORTS.postgres}",
             },
             "volumes": [f"{node}-data:/var/lib/postgresql/data"],
             "networks": ["db"],
@@ -321,7 +321,7 @@ def _nginx_service(spec: ClusterSpec, images: ImageSet) -> Service:
         "networks": ["front"],
         "ports": [
             {
-                "target": spec.ports.nginx,
+                "target": PORTS.nginx,
                 "published": spec.nginx.port,
                 "protocol": "tcp",
                 # host mode: no IPVS needed, and pretix sees the buyer's address.
