@@ -7,7 +7,13 @@ import yaml
 from jinja2 import UndefinedError
 
 from pretix_cluster.images.build import COMPONENTS, ImageSet
-from pretix_cluster.render.configs import patroni_context, render_files, template
+from pretix_cluster.render.configs import (
+    patroni_context,
+    redis_file,
+    render_files,
+    sentinel_file,
+    template,
+)
 from pretix_cluster.render.stack import dump_stack, render_stack
 from pretix_cluster.secrets import SecretStore
 from pretix_cluster.spec import PORTS, ClusterSpec
@@ -144,3 +150,61 @@ def test_a_value_missing_from_the_patroni_context_fails_the_render(spec, values,
     del context[key]
     with pytest.raises(UndefinedError):
         template("patroni.yml", True, **context)
+
+
+def _config_lines(content: str) -> list[str]:
+    return [line for line in content.splitlines() if line and not line.startswith("#")]
+
+
+def test_each_redis_node_mounts_its_own_rendered_config_as_a_secret(stack, files, spec, values):
+    for node, role in [(n, "redis") for n in spec.redis_nodes] + [
+        (n, "sentinel") for n in spec.sentinel_nodes
+    ]:
+        config = files[f"{node}.conf"]
+        assert config.secret
+        assert values["redis_password"] in config.content
+        mounts = {s["source"]: s["target"] for s in stack["services"][node]["secrets"]}
+        assert mounts[f"{node}.conf"] == f"{role}.conf"
+
+
+def test_redis_config_names_the_node_and_needs_one_replica_to_write(files):
+    lines = _config_lines(files["redis-2.conf"].content)
+    assert "replica-announce-ip redis-2" in lines
+    assert f"port {PORTS.redis}" in lines
+    assert "min-replicas-to-write 1" in lines
+    assert "dir /data" in lines
+    # The role is decided at start; a fixed replicaof here would defeat failover.
+    assert not any(line.startswith(("replicaof", "slaveof")) for line in lines)
+
+
+def test_sentinel_config_takes_its_timing_from_the_spec(values):
+    spec = ClusterSpec.model_validate(
+        {"redis": {"down_after_ms": 4500, "failover_timeout_ms": 20000, "master_name": "cache"}}
+    )
+    lines = _config_lines(render_files(spec, values)["sentinel-3.conf"].content)
+    assert "sentinel down-after-milliseconds cache 4500" in lines
+    assert "sentinel failover-timeout cache 20000" in lines
+    assert "sentinel announce-ip sentinel-3" in lines
+    assert f"port {PORTS.sentinel}" in lines
+    # The monitor line is state (the current master), written at start from the volume.
+    assert not any(line.startswith("sentinel monitor") for line in lines)
+
+
+def test_redis_daemons_run_from_a_tmpfs_and_keep_only_data_on_the_volume(stack, spec):
+    for node in spec.redis_nodes + spec.sentinel_nodes:
+        service = stack["services"][node]
+        volumes = service["volumes"]
+        assert f"{node}-data:/data" in volumes
+        assert {"type": "tmpfs", "target": "/run/redis"} in [
+            {"type": v["type"], "target": v["target"]} for v in volumes if isinstance(v, dict)
+        ]
+        assert service["environment"]["REDIS_PORT"] == str(PORTS.redis)
+        assert service["environment"]["SENTINEL_PORT"] == str(PORTS.sentinel)
+
+
+def test_a_password_that_could_break_a_config_line_is_refused(spec, values):
+    bad = values | {"redis_password": "abc\nreplicaof evil 6379"}
+    with pytest.raises(ValueError, match="urlsafe"):
+        redis_file(bad, "redis-1")
+    with pytest.raises(ValueError, match="urlsafe"):
+        sentinel_file(spec, bad, "sentinel-1")

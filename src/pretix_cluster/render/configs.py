@@ -6,6 +6,7 @@ configs; both are immutable, so each gets a content-versioned object name.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +20,14 @@ PATRONI_NAMESPACE = "/pretix-cluster/"
 DB_NAME = "pretix"
 DB_USER = "pretix"
 METRICS_USER = "metrics"
+# The Redis image's paths: data volume, and the tmpfs the daemons run their config from.
+REDIS_DATA_DIR = "/data"
+REDIS_RUNTIME_DIR = "/run/redis"
+REDIS_MIN_REPLICAS_TO_WRITE = 1
+REDIS_MIN_REPLICAS_MAX_LAG_S = 10
+SENTINEL_PARALLEL_SYNCS = 1
+# Written unquoted into a config line: nothing that could end it or start another.
+CONFIG_WORD = re.compile(r"[A-Za-z0-9_=-]+")
 
 
 @dataclass(frozen=True)
@@ -45,7 +54,11 @@ def _environment() -> Environment:
 
 def template(name: str, secret: bool, **context: object) -> ClusterFile:
     """The file `name`, rendered from `templates/<name>.j2`."""
-    return ClusterFile(name, _environment().get_template(f"{name}.j2").render(**context), secret)
+    return ClusterFile(name, _render(name, context), secret)
+
+
+def _render(name: str, context: dict[str, object]) -> str:
+    return _environment().get_template(f"{name}.j2").render(**context)
 
 
 def render_files(spec: ClusterSpec, values: dict[str, str]) -> dict[str, ClusterFile]:
@@ -57,8 +70,60 @@ def render_files(spec: ClusterSpec, values: dict[str, str]) -> dict[str, Cluster
         template("nginx.conf", False, **nginx_context(spec)),
         ClusterFile("pg_pretix_password", values["pg_pretix_password"], True),
         ClusterFile("redis_password", values["redis_password"], True),
+        *[redis_file(values, node) for node in spec.redis_nodes],
+        *[sentinel_file(spec, values, node) for node in spec.sentinel_nodes],
     ]
     return {f.name: f for f in files}
+
+
+def redis_config_name(node: str) -> str:
+    """The logical name of one Redis or Sentinel node's config (one file per node)."""
+    return f"{node}.conf"
+
+
+def redis_file(
+    values: dict[str, str], node: str, min_replicas_to_write: int = REDIS_MIN_REPLICAS_TO_WRITE
+) -> ClusterFile:
+    """redis.conf of `node`; a lone master (no replica to ack) passes 0 replicas."""
+    context = redis_context(values, node, min_replicas_to_write)
+    return ClusterFile(redis_config_name(node), _render("redis.conf", context), True)
+
+
+def sentinel_file(spec: ClusterSpec, values: dict[str, str], node: str) -> ClusterFile:
+    context = sentinel_context(spec, values, node)
+    return ClusterFile(redis_config_name(node), _render("sentinel.conf", context), True)
+
+
+def redis_context(
+    values: dict[str, str], node: str, min_replicas_to_write: int
+) -> dict[str, object]:
+    return {
+        "node": node,
+        "port": PORTS.redis,
+        "data_dir": REDIS_DATA_DIR,
+        "password": _config_word(values["redis_password"]),
+        "min_replicas_to_write": min_replicas_to_write,
+        "min_replicas_max_lag_s": REDIS_MIN_REPLICAS_MAX_LAG_S,
+    }
+
+
+def sentinel_context(spec: ClusterSpec, values: dict[str, str], node: str) -> dict[str, object]:
+    return {
+        "node": node,
+        "port": PORTS.sentinel,
+        "runtime_dir": REDIS_RUNTIME_DIR,
+        "password": _config_word(values["redis_password"]),
+        "master_name": spec.redis.master_name,
+        "down_after_ms": spec.redis.down_after_ms,
+        "failover_timeout_ms": spec.redis.failover_timeout_ms,
+        "parallel_syncs": SENTINEL_PARALLEL_SYNCS,
+    }
+
+
+def _config_word(value: str) -> str:
+    if not CONFIG_WORD.fullmatch(value):
+        raise ValueError("a Redis password must be urlsafe base64, as secrets.py makes them")
+    return value
 
 
 def pretix_context(spec: ClusterSpec, values: dict[str, str]) -> dict[str, object]:

@@ -24,7 +24,12 @@ from typing import Any
 import yaml
 
 from pretix_cluster.images.build import ImageSet
-from pretix_cluster.render.configs import ClusterFile
+from pretix_cluster.render.configs import (
+    REDIS_DATA_DIR,
+    REDIS_RUNTIME_DIR,
+    ClusterFile,
+    redis_config_name,
+)
 from pretix_cluster.spec import PORTS, ClusterSpec
 
 STACK_VERSION = "3.8"
@@ -36,6 +41,8 @@ MEDIA_MOUNT = "/data/media"
 ROLE_LABEL = "pretix-cluster.role"
 # Seconds beyond Sentinel's down-after for the failover itself (vote, promotion).
 REDIS_RESTART_MARGIN_S = 5
+# Room for the config file and Redis' temporary copy while it rewrites it.
+REDIS_RUNTIME_BYTES = 4 * 1024 * 1024
 
 Service = dict[str, Any]
 
@@ -122,8 +129,8 @@ def _deploy(
     }
 
 
-def _secret(name: str, uid: str, mode: int = 0o400) -> dict:
-    return {"source": name, "target": name, "uid": uid, "gid": uid, "mode": mode}
+def _secret(name: str, uid: str, mode: int = 0o400, target: str | None = None) -> dict:
+    return {"source": name, "target": target or name, "uid": uid, "gid": uid, "mode": mode}
 
 
 # --- services --------------------------------------------------------------
@@ -187,13 +194,12 @@ def _postgres_services(spec: ClusterSpec, images: ImageSet) -> dict[str, Service
 
 
 def _redis_services(spec: ClusterSpec, images: ImageSet) -> dict[str, Service]:
+    # What the entrypoint's role decision needs; the daemons' settings are in their configs.
     common_env = {
         "REDIS_NODES": ",".join(spec.redis_nodes),
         "REDIS_SENTINELS": ",".join(spec.sentinel_nodes),
         "REDIS_MASTER_NAME": spec.redis.master_name,
         "SENTINEL_QUORUM": str(spec.redis.quorum),
-        "SENTINEL_DOWN_AFTER_MS": str(spec.redis.down_after_ms),
-        "SENTINEL_FAILOVER_TIMEOUT_MS": str(spec.redis.failover_timeout_ms),
     }
     services = {}
     for node in spec.redis_nodes:
@@ -210,15 +216,29 @@ def _redis_services(spec: ClusterSpec, images: ImageSet) -> dict[str, Service]:
 def _redis_like(
     spec: ClusterSpec, images: ImageSet, node: str, role: str, env: dict[str, str]
 ) -> Service:
+    """A Redis node or a Sentinel: `node`'s rendered config mounted as /run/secrets/<role>.conf."""
     memory = spec.redis.memory
+    ports = {"REDIS_PORT": str(PORTS.redis), "SENTINEL_PORT": str(PORTS.sentinel)}
     return {
         "image": images["redis"],
         "hostname": node,
         "command": [role],
-        "environment": env,
-        "volumes": [f"{node}-data:/data"],
+        "environment": env | ports,
+        "volumes": [
+            f"{node}-data:{REDIS_DATA_DIR}",
+            # The daemon runs from a config file it rewrites with the password in it:
+            # on this tmpfs, never on the volume.
+            {
+                "type": "tmpfs",
+                "target": REDIS_RUNTIME_DIR,
+                "tmpfs": {"size": REDIS_RUNTIME_BYTES},
+            },
+        ],
         "networks": ["cache"],
-        "secrets": [_secret("redis_password", REDIS_UID)],
+        "secrets": [
+            _secret("redis_password", REDIS_UID),
+            _secret(redis_config_name(node), REDIS_UID, target=f"{role}.conf"),
+        ],
         "healthcheck": _healthcheck(
             ["CMD", "redis-healthcheck", role], interval=3, timeout=4, retries=5, start=30
         ),
