@@ -20,9 +20,10 @@ PATRONI_NAMESPACE = "/pretix-cluster/"
 DB_NAME = "pretix"
 DB_USER = "pretix"
 METRICS_USER = "metrics"
-# The Redis image's paths: data volume, and the tmpfs the daemons run their config from.
+# The Redis image's paths: the data volume, and where the daemons run their config
+# from: Docker's per-container tmpfs /dev/shm (mode 1777, gone with the container).
 REDIS_DATA_DIR = "/data"
-REDIS_RUNTIME_DIR = "/run/redis"
+REDIS_RUNTIME_DIR = "/dev/shm/redis"
 REDIS_MIN_REPLICAS_TO_WRITE = 1
 REDIS_MIN_REPLICAS_MAX_LAG_S = 10
 SENTINEL_PARALLEL_SYNCS = 1

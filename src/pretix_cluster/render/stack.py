@@ -26,7 +26,6 @@ import yaml
 from pretix_cluster.images.build import ImageSet
 from pretix_cluster.render.configs import (
     REDIS_DATA_DIR,
-    REDIS_RUNTIME_DIR,
     ClusterFile,
     redis_config_name,
 )
@@ -41,8 +40,6 @@ MEDIA_MOUNT = "/data/media"
 ROLE_LABEL = "pretix-cluster.role"
 # Seconds beyond Sentinel's down-after for the failover itself (vote, promotion).
 REDIS_RESTART_MARGIN_S = 5
-# Room for the config file and Redis' temporary copy while it rewrites it.
-REDIS_RUNTIME_BYTES = 4 * 1024 * 1024
 
 Service = dict[str, Any]
 
@@ -224,16 +221,11 @@ def _redis_like(
         "hostname": node,
         "command": [role],
         "environment": env | ports,
-        "volumes": [
-            f"{node}-data:{REDIS_DATA_DIR}",
-            # The daemon runs from a config file it rewrites with the password in it:
-            # on this tmpfs, never on the volume.
-            {
-                "type": "tmpfs",
-                "target": REDIS_RUNTIME_DIR,
-                "tmpfs": {"size": REDIS_RUNTIME_BYTES},
-            },
-        ],
+        # Data and Sentinel's state only. The daemon runs from a config file it
+        # rewrites with the password in it, kept on the container's own tmpfs
+        # (REDIS_RUNTIME_DIR): a tmpfs mount declared here would be root's 0755,
+        # and the stack format cannot set its mode for the image's uid.
+        "volumes": [f"{node}-data:{REDIS_DATA_DIR}"],
         "networks": ["cache"],
         "secrets": [
             _secret("redis_password", REDIS_UID),

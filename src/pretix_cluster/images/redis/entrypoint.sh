@@ -2,10 +2,12 @@
 # pretix-cluster Redis entrypoint: `redis` or `sentinel` (anything else is exec'd).
 #
 # The daemon's config is rendered by pretix-cluster and mounted as the Docker
-# secret /run/secrets/<role>.conf. The daemon itself runs from a file on the
-# tmpfs /run/redis that includes it: Redis and Sentinel rewrite the file they
-# run from (CONFIG REWRITE at every failover) with the password in it, so that
-# file must be writable and must not be on the data volume. What this script
+# secret /run/secrets/<role>.conf. The daemon itself runs from a file in
+# /dev/shm/redis that includes it: /dev/shm is the container's own tmpfs (a
+# tmpfs mount from the stack file is root's 0755, the image runs as uid 998).
+# Redis and Sentinel rewrite the file they run from (CONFIG REWRITE at every
+# failover) with the password in it, so that file must be writable and must
+# not be on the data volume. What this script
 # adds is what is only known at start: for Redis its role (decided below,
 # passed as `--replicaof`), for Sentinel the state it persisted on the volume
 # (its id, epochs, the current master, known replicas and Sentinels), copied
@@ -36,7 +38,7 @@ case "$ROLE" in
 esac
 
 DATA_DIR=/data
-RUNTIME_DIR=/run/redis
+RUNTIME_DIR=/dev/shm/redis
 SECRET_CONF="/run/secrets/$ROLE.conf"
 RUNTIME_CONF="$RUNTIME_DIR/$ROLE.conf"
 PASSWORD_FILE=/run/secrets/redis_password
@@ -70,8 +72,8 @@ BOOTSTRAP_MASTER="${NODES[0]}"
 REDIS_PASSWORD="$(tr -d '\r\n' <"$PASSWORD_FILE")"
 [[ -n "$REDIS_PASSWORD" ]] || die "$PASSWORD_FILE is empty"
 [[ -w "$DATA_DIR" ]] || die "$DATA_DIR is not writable by uid $(id -u) (volume ownership?)"
-[[ -w "$RUNTIME_DIR" ]] || die "$RUNTIME_DIR is not writable by uid $(id -u) (mount a tmpfs there)"
 umask 077
+mkdir -p "$RUNTIME_DIR" || die "cannot create $RUNTIME_DIR (is /dev/shm a tmpfs?)"
 
 # Volumes from before the configs moved to the tmpfs hold the password in
 # redis.conf / sentinel.conf: keep Sentinel's state from there once, then
