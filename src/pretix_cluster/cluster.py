@@ -58,7 +58,7 @@ class Cluster:
         return render_files(self.spec, self.secrets.ensure_all())
 
     def images(self) -> build.ImageSet:
-        return build.planned_tags(self.client, self.spec.images.base, self.ca_bundle())
+        return build.planned_tags(self.spec.images.base, self.ca_bundle())
 
     def stack_yaml(self, images: build.ImageSet, files: dict[str, ClusterFile]) -> str:
         return dump_stack(render_stack(self.spec, images, files))
