@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import shutil
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -18,11 +16,13 @@ from pretix_cluster import bootstrap, swarm
 from pretix_cluster import status as status_module
 from pretix_cluster.bench import cli as bench_cli
 from pretix_cluster.chaos import cli as chaos_cli
+from pretix_cluster.cli_options import DEFAULT_SPEC, SpecOption
 from pretix_cluster.cluster import Cluster
 from pretix_cluster.errors import UserError
 from pretix_cluster.images import build as image_build
 from pretix_cluster.loadtest import cli as loadtest_cli
-from pretix_cluster.spec import DEFAULT_SPEC_FILE, ClusterSpec, parse_spec, spec_toml
+from pretix_cluster.progress import progress_display
+from pretix_cluster.spec import ClusterSpec, parse_spec, spec_toml
 
 app = typer.Typer(
     add_completion=False,
@@ -36,9 +36,6 @@ app.add_typer(loadtest_cli.app, name="loadtest")
 app.add_typer(chaos_cli.app, name="chaos")
 app.add_typer(bench_cli.app, name="bench")
 
-SpecOption = Annotated[
-    Path, typer.Option("--spec", "-f", help="the cluster spec", envvar="PRETIX_CLUSTER_SPEC")
-]
 JsonOption = Annotated[bool, typer.Option("--json", help="machine-readable output")]
 
 
@@ -54,24 +51,9 @@ def main() -> None:
         sys.exit(130)
 
 
-@contextmanager
-def progress_display(title: str) -> Iterator[Callable[[str], None]]:
-    """A spinner showing the current step, over a log of every distinct step."""
-    last = [""]
-    with console.status(title) as spinner:
-
-        def progress(message: str) -> None:
-            spinner.update(message)
-            if message != last[0]:
-                console.log(message, style="dim")
-                last[0] = message
-
-        yield progress
-
-
 @app.command()
 def init(
-    spec_file: SpecOption = Path(DEFAULT_SPEC_FILE),
+    spec_file: SpecOption = DEFAULT_SPEC,
     name: Annotated[str | None, typer.Option(help="stack name")] = None,
     port: Annotated[int | None, typer.Option(help="published shop port")] = None,
     force: Annotated[bool, typer.Option(help="overwrite an existing file")] = False,
@@ -91,13 +73,13 @@ def init(
 
 @app.command()
 def build(
-    spec_file: SpecOption = Path(DEFAULT_SPEC_FILE),
+    spec_file: SpecOption = DEFAULT_SPEC,
     ca_file: Annotated[Path | None, typer.Option(help="CA bundle for downloads in builds")] = None,
     force: Annotated[bool, typer.Option(help="rebuild even when up to date")] = False,
 ) -> None:
     """Build every image (pinned Debian packages and PyPI versions); seconds when unchanged."""
     cluster = Cluster.from_file(spec_file, ca_file)
-    with progress_display("building images") as progress:
+    with progress_display("building images", console) as progress:
         images = image_build.build_all(
             cluster.client,
             cluster.spec.images.base,
@@ -111,7 +93,7 @@ def build(
 
 @app.command()
 def render(
-    spec_file: SpecOption = Path(DEFAULT_SPEC_FILE),
+    spec_file: SpecOption = DEFAULT_SPEC,
     create_secrets: Annotated[
         bool, typer.Option(help="also create the Docker secrets and configs it refers to")
     ] = False,
@@ -127,12 +109,12 @@ def render(
 
 @app.command()
 def up(
-    spec_file: SpecOption = Path(DEFAULT_SPEC_FILE),
+    spec_file: SpecOption = DEFAULT_SPEC,
     ca_file: Annotated[Path | None, typer.Option(help="CA bundle for downloads in builds")] = None,
 ) -> None:
     """Build what is missing, deploy, migrate, wait until healthy, set up the demo shop."""
     cluster = Cluster.from_file(spec_file, ca_file)
-    with progress_display(f"bringing up {cluster.stack}") as progress:
+    with progress_display(f"bringing up {cluster.stack}", console) as progress:
         result = bootstrap.up(cluster, progress)
     out.print(f"[bold green]pretix is up[/] at {result.url}  ({result.seconds:.0f} s)")
     out.print(f"admin: admin@localhost, password in {result.admin_password_file}")
@@ -140,15 +122,15 @@ def up(
 
 
 @app.command()
-def migrate(spec_file: SpecOption = Path(DEFAULT_SPEC_FILE)) -> None:
+def migrate(spec_file: SpecOption = DEFAULT_SPEC) -> None:
     """Run pretix's database migrations once (after a by-hand `docker stack deploy`)."""
     cluster = Cluster.from_file(spec_file)
-    with progress_display("migrating") as progress:
+    with progress_display("migrating", console) as progress:
         bootstrap.migrate(cluster, progress)
 
 
 @app.command()
-def status(spec_file: SpecOption = Path(DEFAULT_SPEC_FILE), as_json: JsonOption = False) -> None:
+def status(spec_file: SpecOption = DEFAULT_SPEC, as_json: JsonOption = False) -> None:
     """Replicas, Patroni members, Redis roles, HAProxy backends, pretix health."""
     cluster = Cluster.from_file(spec_file)
     result = status_module.collect(cluster)
@@ -183,7 +165,7 @@ def _table(title: str, columns: list[str], rows: list[dict]) -> None:
 
 @app.command()
 def down(
-    spec_file: SpecOption = Path(DEFAULT_SPEC_FILE),
+    spec_file: SpecOption = DEFAULT_SPEC,
     purge: Annotated[bool, typer.Option(help="also delete volumes, secrets and configs")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask")] = False,
 ) -> None:
@@ -191,7 +173,7 @@ def down(
     cluster = Cluster.from_file(spec_file)
     if purge and not yes:
         typer.confirm(f"Delete every volume and secret of '{cluster.stack}' for good?", abort=True)
-    with progress_display(f"removing {cluster.stack}") as progress:
+    with progress_display(f"removing {cluster.stack}", console) as progress:
         swarm.remove_stack(cluster.client, cluster.stack, progress)
         if purge:
             swarm.purge_data(cluster.client, cluster.stack, progress)
