@@ -208,3 +208,22 @@ def test_a_password_that_could_break_a_config_line_is_refused(spec, values):
         redis_file(bad, "redis-1")
     with pytest.raises(ValueError, match="urlsafe"):
         sentinel_file(spec, bad, "sentinel-1")
+
+
+def test_every_port_a_container_reads_from_its_environment_is_the_spec_port(stack, spec):
+    services = stack["services"]
+    expected = {
+        spec.redis_nodes[0]: {"REDIS_PORT": PORTS.redis, "SENTINEL_PORT": PORTS.sentinel},
+        "haproxy": {"HAPROXY_HEALTH_PORT": PORTS.haproxy_health},
+        "web": {"PRETIX_WEB_PORT": PORTS.web},
+        "nginx": {"NGINX_LISTEN_PORT": PORTS.nginx},
+    }
+    for name, ports in expected.items():
+        env = services[name]["environment"]
+        assert {key: int(env[key]) for key in ports} == ports, name
+    # Patroni and etcd take every PATRONI_* / ETCD_* as a setting: their checks read
+    # the port off the address the stack gives the daemon.
+    patroni = services[spec.pg_nodes[0]]["environment"]["PATRONI_RESTAPI_CONNECT_ADDRESS"]
+    assert patroni.endswith(f":{PORTS.patroni}")
+    etcd = services[spec.etcd_members[0]]["environment"]["ETCD_LISTEN_PEER_URLS"]
+    assert etcd.endswith(f":{PORTS.etcd_peer}")

@@ -258,6 +258,8 @@ def _redis_restart_delay_s(spec: ClusterSpec, role: str) -> int:
 def _haproxy_service(spec: ClusterSpec, images: ImageSet) -> Service:
     return {
         "image": images["haproxy"],
+        # The healthcheck's; haproxy.cfg listens there.
+        "environment": {"HAPROXY_HEALTH_PORT": str(PORTS.haproxy_health)},
         "networks": ["db", "cache"],
         "secrets": [_secret("haproxy.cfg", HAPROXY_UID)],
         "healthcheck": _healthcheck(["CMD", "haproxy-healthcheck"], interval=3, start=10),
@@ -308,6 +310,7 @@ def _pretix_service(
 
 def _web_service(spec: ClusterSpec, images: ImageSet) -> Service:
     env = {
+        "PRETIX_WEB_PORT": str(PORTS.web),  # gunicorn's and the healthcheck's
         "PRETIX_GUNICORN_WORKERS": str(spec.web.gunicorn_workers),
         "PRETIX_GUNICORN_THREADS": str(spec.web.gunicorn_threads),
     }
@@ -330,6 +333,8 @@ def _cron_service(spec: ClusterSpec, images: ImageSet) -> Service:
 def _nginx_service(spec: ClusterSpec, images: ImageSet) -> Service:
     return {
         "image": images["nginx"],
+        # The healthcheck's; nginx.conf listens there.
+        "environment": {"NGINX_LISTEN_PORT": str(PORTS.nginx)},
         "networks": ["front"],
         "ports": [
             {
