@@ -12,6 +12,7 @@ from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
+from pretix_cluster.errors import UserError
 from pretix_cluster.secrets import versioned_name
 from pretix_cluster.spec import PORTS, ClusterSpec
 
@@ -123,7 +124,10 @@ def sentinel_context(spec: ClusterSpec, values: dict[str, str], node: str) -> di
 
 def _config_word(value: str) -> str:
     if not CONFIG_WORD.fullmatch(value):
-        raise ValueError("a Redis password must be urlsafe base64, as secrets.py makes them")
+        raise UserError(
+            "redis_password in the state folder's secrets/ holds characters a Redis config "
+            "line cannot carry; use letters, digits, '-', '_' and '=' only."
+        )
     return value
 
 
