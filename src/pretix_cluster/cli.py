@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from pretix_cluster import bootstrap, swarm
@@ -44,7 +45,8 @@ def main() -> None:
     try:
         app()
     except UserError as exc:
-        console.print(f"[bold red]error:[/] {exc}")
+        # escape: a message naming a TOML section ("[ports]") is not rich markup.
+        console.print(f"[bold red]error:[/] {escape(str(exc))}")
         sys.exit(UserError.exit_code)
     except KeyboardInterrupt:
         console.print("interrupted; run the same command again to continue.")
