@@ -10,23 +10,21 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from docker.models.containers import Container
+
 from pretix_cluster import patroni, swarm
 from pretix_cluster.cluster import API_TOKEN_FILE, Cluster
 from pretix_cluster.errors import UserError
 from pretix_cluster.images import build
 from pretix_cluster.render.stack import dump_stack
-from pretix_cluster.shop_setup import (
-    ShopSetupError,
-    ShopSetupParams,
-    docker_exec_fn,
-    run_shop_setup,
-)
+from pretix_cluster.shop_setup import ShopSetupError, ShopSetupParams, run_shop_setup
 
 Progress = Callable[[str], None]
 
 DATA_TIER_TIMEOUT = 900
 MIGRATE_TIMEOUT = 1200
 APP_TIER_TIMEOUT = 600
+SHOP_SETUP_TIMEOUT = 300
 
 
 @dataclass(frozen=True)
@@ -97,7 +95,7 @@ def setup_demo_shop(cluster: Cluster, progress: Progress) -> None:
     if not containers:
         raise UserError(f"No web container of {cluster.stack} is running; run `up` again.")
     try:
-        result = run_shop_setup(docker_exec_fn(containers[0].id), params)
+        result = run_shop_setup(_exec_in(containers[0]), params)
     except ShopSetupError as exc:
         raise UserError(f"Setting up the demo shop failed ({exc}); run `up` again.") from None
     cluster.secrets.write(API_TOKEN_FILE, result.api_token)
@@ -111,3 +109,15 @@ def setup_demo_shop(cluster: Cluster, progress: Progress) -> None:
             "shop_url": f"{spec.cluster.url}/{result.organizer}/{result.event}/",
         }
     )
+
+
+def _exec_in(container: Container) -> Callable[[list[str], bytes], tuple[int, str, str]]:
+    """run_shop_setup's way into the container, through the one `docker exec` helper."""
+
+    def run(argv: list[str], stdin: bytes) -> tuple[int, str, str]:
+        code, output = swarm.exec_in(
+            container, list(argv), stdin.decode(), timeout=SHOP_SETUP_TIMEOUT
+        )
+        return code, output, output
+
+    return run

@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 import shutil
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from pretix_cluster import bootstrap, swarm
@@ -19,11 +18,13 @@ from pretix_cluster import nodes as nodes_module
 from pretix_cluster import status as status_module
 from pretix_cluster.bench import cli as bench_cli
 from pretix_cluster.chaos import cli as chaos_cli
+from pretix_cluster.cli_options import DEFAULT_SPEC, SpecOption
 from pretix_cluster.cluster import Cluster
 from pretix_cluster.errors import UserError
 from pretix_cluster.images import build as image_build
 from pretix_cluster.loadtest import cli as loadtest_cli
-from pretix_cluster.spec import DEFAULT_SPEC_FILE, ClusterSpec, parse_spec, spec_toml
+from pretix_cluster.progress import progress_display
+from pretix_cluster.spec import ClusterSpec, parse_spec, spec_toml
 
 app = typer.Typer(
     add_completion=False,
@@ -37,9 +38,6 @@ app.add_typer(loadtest_cli.app, name="loadtest")
 app.add_typer(chaos_cli.app, name="chaos")
 app.add_typer(bench_cli.app, name="bench")
 
-SpecOption = Annotated[
-    Path, typer.Option("--spec", "-f", help="the cluster spec", envvar="PRETIX_CLUSTER_SPEC")
-]
 JsonOption = Annotated[bool, typer.Option("--json", help="machine-readable output")]
 
 
@@ -48,31 +46,17 @@ def main() -> None:
     try:
         app()
     except UserError as exc:
-        console.print(f"[bold red]error:[/] {exc}")
+        # escape: a message naming a TOML section ("[ports]") is not rich markup.
+        console.print(f"[bold red]error:[/] {escape(str(exc))}")
         sys.exit(UserError.exit_code)
     except KeyboardInterrupt:
         console.print("interrupted; run the same command again to continue.")
         sys.exit(130)
 
 
-@contextmanager
-def progress_display(title: str) -> Iterator[Callable[[str], None]]:
-    """A spinner showing the current step, over a log of every distinct step."""
-    last = [""]
-    with console.status(title) as spinner:
-
-        def progress(message: str) -> None:
-            spinner.update(message)
-            if message != last[0]:
-                console.log(message, style="dim")
-                last[0] = message
-
-        yield progress
-
-
 @app.command()
 def init(
-    spec_file: SpecOption = Path(DEFAULT_SPEC_FILE),
+    spec_file: SpecOption = DEFAULT_SPEC,
     name: Annotated[str | None, typer.Option(help="stack name")] = None,
     port: Annotated[int | None, typer.Option(help="published shop port")] = None,
     force: Annotated[bool, typer.Option(help="overwrite an existing file")] = False,
@@ -80,7 +64,7 @@ def init(
     """Write a commented default cluster spec."""
     if spec_file.exists() and not force:
         raise UserError(f"{spec_file} exists; edit it, or pass --force to overwrite it.")
-    raw = ClusterSpec().model_dump(exclude={"ports"})
+    raw = ClusterSpec().model_dump()
     if name:
         raw["cluster"]["name"] = name
     if port:
@@ -92,13 +76,13 @@ def init(
 
 @app.command()
 def build(
-    spec_file: SpecOption = Path(DEFAULT_SPEC_FILE),
+    spec_file: SpecOption = DEFAULT_SPEC,
     ca_file: Annotated[Path | None, typer.Option(help="CA bundle for downloads in builds")] = None,
     force: Annotated[bool, typer.Option(help="rebuild even when up to date")] = False,
 ) -> None:
     """Build every image (pinned Debian packages and PyPI versions); seconds when unchanged."""
     cluster = Cluster.from_file(spec_file, ca_file)
-    with progress_display("building images") as progress:
+    with progress_display("building images", console) as progress:
         images = image_build.build_all(
             cluster.client,
             cluster.spec.images.base,
@@ -112,7 +96,7 @@ def build(
 
 @app.command()
 def render(
-    spec_file: SpecOption = Path(DEFAULT_SPEC_FILE),
+    spec_file: SpecOption = DEFAULT_SPEC,
     create_secrets: Annotated[
         bool, typer.Option(help="also create the Docker secrets and configs it refers to")
     ] = False,
@@ -128,12 +112,12 @@ def render(
 
 @app.command()
 def up(
-    spec_file: SpecOption = Path(DEFAULT_SPEC_FILE),
+    spec_file: SpecOption = DEFAULT_SPEC,
     ca_file: Annotated[Path | None, typer.Option(help="CA bundle for downloads in builds")] = None,
 ) -> None:
     """Build what is missing, deploy, migrate, wait until healthy, set up the demo shop."""
     cluster = Cluster.from_file(spec_file, ca_file)
-    with progress_display(f"bringing up {cluster.stack}") as progress:
+    with progress_display(f"bringing up {cluster.stack}", console) as progress:
         result = bootstrap.up(cluster, progress)
     out.print(f"[bold green]pretix is up[/] at {result.url}  ({result.seconds:.0f} s)")
     out.print(f"admin: admin@localhost, password in {result.admin_password_file}")
@@ -141,15 +125,15 @@ def up(
 
 
 @app.command()
-def migrate(spec_file: SpecOption = Path(DEFAULT_SPEC_FILE)) -> None:
+def migrate(spec_file: SpecOption = DEFAULT_SPEC) -> None:
     """Run pretix's database migrations once (after a by-hand `docker stack deploy`)."""
     cluster = Cluster.from_file(spec_file)
-    with progress_display("migrating") as progress:
+    with progress_display("migrating", console) as progress:
         bootstrap.migrate(cluster, progress)
 
 
 @app.command()
-def status(spec_file: SpecOption = Path(DEFAULT_SPEC_FILE), as_json: JsonOption = False) -> None:
+def status(spec_file: SpecOption = DEFAULT_SPEC, as_json: JsonOption = False) -> None:
     """Replicas, Patroni members, Redis roles, HAProxy backends, pretix health."""
     cluster = Cluster.from_file(spec_file)
     result = status_module.collect(cluster)
@@ -184,7 +168,7 @@ def _table(title: str, columns: list[str], rows: list[dict]) -> None:
 
 @app.command()
 def down(
-    spec_file: SpecOption = Path(DEFAULT_SPEC_FILE),
+    spec_file: SpecOption = DEFAULT_SPEC,
     purge: Annotated[bool, typer.Option(help="also delete volumes, secrets and configs")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask")] = False,
 ) -> None:
@@ -192,7 +176,7 @@ def down(
     cluster = Cluster.from_file(spec_file)
     if purge and not yes:
         typer.confirm(f"Delete every volume and secret of '{cluster.stack}' for good?", abort=True)
-    with progress_display(f"removing {cluster.stack}") as progress:
+    with progress_display(f"removing {cluster.stack}", console) as progress:
         swarm.remove_stack(cluster.client, cluster.stack, progress)
         if purge:
             swarm.purge_data(cluster.client, cluster.stack, progress)
@@ -207,9 +191,7 @@ app.add_typer(nodes_app, name="nodes")
 
 
 @nodes_app.command("list")
-def nodes_list(
-    spec_file: SpecOption = Path(DEFAULT_SPEC_FILE), as_json: JsonOption = False
-) -> None:
+def nodes_list(spec_file: SpecOption = DEFAULT_SPEC, as_json: JsonOption = False) -> None:
     """Every node: state, role, and the cluster's members and entry point on it."""
     cluster = Cluster.from_file(spec_file)
     found = nodes_module.list_nodes(cluster)
@@ -235,7 +217,7 @@ def nodes_list(
 @nodes_app.command("remove")
 def nodes_remove(
     node: Annotated[str, typer.Argument(help="hostname of a node that is down for good")],
-    spec_file: SpecOption = Path(DEFAULT_SPEC_FILE),
+    spec_file: SpecOption = DEFAULT_SPEC,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask")] = False,
 ) -> None:
     """Remove a dead node from the swarm; its members are rebuilt on the other nodes."""

@@ -57,7 +57,7 @@ class Cluster:
         return self.topology.files(self.spec, self.secrets.ensure_all())
 
     def images(self) -> build.ImageSet:
-        return build.planned_tags(self.client, self.spec.images.base, self.ca_bundle())
+        return build.planned_tags(self.spec.images.base, self.ca_bundle())
 
     def stack_document(self, images: build.ImageSet, files: dict[str, ClusterFile]) -> dict:
         return self.topology.stack(self.spec, images, files)

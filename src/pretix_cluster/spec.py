@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
@@ -242,8 +243,13 @@ class MediaSection(_Section):
         return self
 
 
-class Ports(_Section):
-    """Container-internal ports: fixed by the images, named once here."""
+@dataclass(frozen=True)
+class Ports:
+    """Container-internal ports: fixed by the images, so not a setting of cluster.toml.
+
+    Named once here; the stack, every daemon's rendered config, the entrypoints
+    (through that config or the stack's environment) and `status` read them.
+    """
 
     postgres: int = 5432
     patroni: int = 8008
@@ -257,6 +263,9 @@ class Ports(_Section):
     haproxy_health: int = 8405
     web: int = 8000
     nginx: int = 8080
+
+
+PORTS = Ports()
 
 
 class BenchSection(_Section):
@@ -300,7 +309,6 @@ class ClusterSpec(_Section):
     images: ImagesSection = ImagesSection()
     placement: PlacementSection = PlacementSection()
     media: MediaSection = MediaSection()
-    ports: Ports = Ports()
     bench: BenchSection = BenchSection()
 
     # --- names derived from the spec; nothing else invents them ---
@@ -349,6 +357,11 @@ class ClusterSpec(_Section):
         """The Host header pretix expects: host and, if any, port of the shop URL."""
         return urlsplit(self.cluster.url).netloc
 
+    @property
+    def ports(self) -> Ports:
+        """PORTS, for callers not yet reading PORTS directly (status.py); not a key."""
+        return PORTS
+
     def service_name(self, short: str) -> str:
         return swarm_service_name(self.stack, short)
 
@@ -366,8 +379,6 @@ def spec_toml(spec: ClusterSpec | None = None) -> str:
     spec = spec or ClusterSpec()
     lines = ["# pretix-cluster spec, read by every command. Keys left out take the defaults.", ""]
     for section, field in ClusterSpec.model_fields.items():
-        if section == "ports":
-            continue
         lines.append(f"[{section}]")
         values = getattr(spec, section)
         for key, sub in field.annotation.model_fields.items():
@@ -406,10 +417,21 @@ def parse_spec(raw: dict, origin: str = "cluster.toml") -> ClusterSpec:
         raise UserError(f"{origin}: {describe_validation_error(exc)}") from None
 
 
+# Keys that cluster.toml once accepted: why they are gone and what to do.
+RETIRED_KEYS = {"ports": "the container ports are fixed by the images; remove the [ports] section"}
+
+
 def describe_validation_error(exc: ValidationError) -> str:
     problems = []
     for err in exc.errors():
         where = ".".join(str(p) for p in err["loc"]) or "spec"
-        message = err["msg"].removeprefix("Value error, ")
-        problems.append(f"{where}: {message}")
+        problems.append(f"{where}: {_problem(where, err)}")
     return "; ".join(problems) + "."
+
+
+def _problem(where: str, err: dict) -> str:
+    if err["type"] != "extra_forbidden":
+        return err["msg"].removeprefix("Value error, ")
+    if where in RETIRED_KEYS:
+        return RETIRED_KEYS[where]
+    return "unknown key; remove it or fix its spelling (`init` writes every valid key)"

@@ -122,12 +122,12 @@ def test_plain_postgres_gets_the_clusters_parameters_and_is_not_patroni(stack, b
     assert pg["stop_signal"] == "SIGINT"
 
 
-def test_plain_redis_has_no_sentinel_and_needs_no_replica(stack):
+def test_plain_redis_has_no_sentinel_and_needs_no_replica(stack, files):
     services = stack["services"]
     assert not any(name.startswith("sentinel") for name in services)
     env = services["redis"]["environment"]
     assert env["REDIS_NODES"] == "redis"
-    assert env["REDIS_MIN_REPLICAS_TO_WRITE"] == "0"
+    assert "\nmin-replicas-to-write 0\n" in files["redis.conf"].content
     assert [s for s in env["REDIS_SENTINELS"].split(",") if s] == []
 
 

@@ -4,12 +4,21 @@ import subprocess
 
 import pytest
 import yaml
+from jinja2 import UndefinedError
 
+from pretix_cluster.errors import UserError
 from pretix_cluster.images.build import COMPONENTS, ImageSet
+from pretix_cluster.render.configs import (
+    patroni_context,
+    redis_file,
+    render_files,
+    sentinel_file,
+    template,
+)
 from pretix_cluster.render.stack import dump_stack
 from pretix_cluster.render.topology import HA
 from pretix_cluster.secrets import SecretStore
-from pretix_cluster.spec import ClusterSpec
+from pretix_cluster.spec import PORTS, ClusterSpec
 
 
 @pytest.fixture
@@ -126,3 +135,97 @@ def test_a_crashed_redis_node_returns_only_after_sentinel_could_fail_over(stack,
     delay = stack["services"]["redis-1"]["deploy"]["restart_policy"]["delay"]
     assert int(delay.rstrip("s")) * 1000 > spec.redis.down_after_ms
     assert stack["services"]["sentinel-1"]["deploy"]["restart_policy"]["delay"] == "2s"
+
+
+def test_patroni_timing_and_ports_come_from_the_spec(values):
+    spec = ClusterSpec.model_validate({"postgres": {"ttl": 40, "loop_wait": 6, "retry_timeout": 9}})
+    config = yaml.safe_load(render_files(spec, values)["patroni.yml"].content)
+    dcs = config["bootstrap"]["dcs"]
+    assert (dcs["ttl"], dcs["loop_wait"], dcs["retry_timeout"]) == (40, 6, 9)
+    assert config["restapi"]["listen"].endswith(f":{PORTS.patroni}")
+    assert config["postgresql"]["listen"].endswith(f":{PORTS.postgres}")
+
+
+@pytest.mark.parametrize("key", ["ttl", "loop_wait", "retry_timeout", "maximum_lag_on_failover"])
+def test_a_value_missing_from_the_patroni_context_fails_the_render(spec, values, key):
+    context = patroni_context(spec, values)
+    del context[key]
+    with pytest.raises(UndefinedError):
+        template("patroni.yml", True, **context)
+
+
+def _config_lines(content: str) -> list[str]:
+    return [line for line in content.splitlines() if line and not line.startswith("#")]
+
+
+def test_each_redis_node_mounts_its_own_rendered_config_as_a_secret(stack, files, spec, values):
+    for node, role in [(n, "redis") for n in spec.redis_nodes] + [
+        (n, "sentinel") for n in spec.sentinel_nodes
+    ]:
+        config = files[f"{node}.conf"]
+        assert config.secret
+        assert values["redis_password"] in config.content
+        mounts = {s["source"]: s["target"] for s in stack["services"][node]["secrets"]}
+        assert mounts[f"{node}.conf"] == f"{role}.conf"
+
+
+def test_redis_config_names_the_node_and_needs_one_replica_to_write(files):
+    lines = _config_lines(files["redis-2.conf"].content)
+    assert "replica-announce-ip redis-2" in lines
+    assert f"port {PORTS.redis}" in lines
+    assert "min-replicas-to-write 1" in lines
+    assert "dir /data" in lines
+    # The role is decided at start; a fixed replicaof here would defeat failover.
+    assert not any(line.startswith(("replicaof", "slaveof")) for line in lines)
+
+
+def test_sentinel_config_takes_its_timing_from_the_spec(values):
+    spec = ClusterSpec.model_validate(
+        {"redis": {"down_after_ms": 4500, "failover_timeout_ms": 20000, "master_name": "cache"}}
+    )
+    lines = _config_lines(render_files(spec, values)["sentinel-3.conf"].content)
+    assert "sentinel down-after-milliseconds cache 4500" in lines
+    assert "sentinel failover-timeout cache 20000" in lines
+    assert "sentinel announce-ip sentinel-3" in lines
+    assert f"port {PORTS.sentinel}" in lines
+    # The monitor line is state (the current master), written at start from the volume.
+    assert not any(line.startswith("sentinel monitor") for line in lines)
+
+
+def test_redis_daemons_keep_only_data_on_the_volume_and_read_ports_from_the_stack(
+    stack, spec, files
+):
+    for node in spec.redis_nodes + spec.sentinel_nodes:
+        service = stack["services"][node]
+        assert service["volumes"] == [f"{node}-data:/data"]
+        assert service["environment"]["REDIS_PORT"] == str(PORTS.redis)
+        assert service["environment"]["SENTINEL_PORT"] == str(PORTS.sentinel)
+    # Sentinel's working directory is the tmpfs it runs from, not the volume.
+    assert "dir /dev/shm/redis" in _config_lines(files["sentinel-1.conf"].content)
+
+
+def test_a_password_that_could_break_a_config_line_is_refused(spec, values):
+    bad = values | {"redis_password": "abc\nreplicaof evil 6379"}
+    with pytest.raises(UserError, match="cannot carry"):
+        redis_file(bad, "redis-1")
+    with pytest.raises(UserError, match="cannot carry"):
+        sentinel_file(spec, bad, "sentinel-1")
+
+
+def test_every_port_a_container_reads_from_its_environment_is_the_spec_port(stack, spec):
+    services = stack["services"]
+    expected = {
+        spec.redis_nodes[0]: {"REDIS_PORT": PORTS.redis, "SENTINEL_PORT": PORTS.sentinel},
+        "haproxy": {"HAPROXY_HEALTH_PORT": PORTS.haproxy_health},
+        "web": {"PRETIX_WEB_PORT": PORTS.web},
+        "nginx": {"NGINX_LISTEN_PORT": PORTS.nginx},
+    }
+    for name, ports in expected.items():
+        env = services[name]["environment"]
+        assert {key: int(env[key]) for key in ports} == ports, name
+    # Patroni and etcd take every PATRONI_* / ETCD_* as a setting: their checks read
+    # the port off the address the stack gives the daemon.
+    patroni = services[spec.pg_nodes[0]]["environment"]["PATRONI_RESTAPI_CONNECT_ADDRESS"]
+    assert patroni.endswith(f":{PORTS.patroni}")
+    etcd = services[spec.etcd_members[0]]["environment"]["ETCD_LISTEN_PEER_URLS"]
+    assert etcd.endswith(f":{PORTS.etcd_peer}")

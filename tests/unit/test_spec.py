@@ -4,6 +4,7 @@ import tomllib
 
 import pytest
 
+from pretix_cluster import cli
 from pretix_cluster.errors import UserError
 from pretix_cluster.spec import ClusterSpec, load_spec, parse_spec, spec_toml
 
@@ -61,3 +62,32 @@ def test_malformed_toml_is_one_sentence(tmp_path):
 
 def test_a_missing_file_means_the_defaults(tmp_path):
     assert load_spec(tmp_path / "absent.toml") == ClusterSpec()
+
+
+def test_ports_are_not_a_setting_and_say_so_in_one_sentence(tmp_path):
+    spec_file = tmp_path / "cluster.toml"
+    spec_file.write_text("[ports]\npatroni = 9000\nredis = 7000\n")
+    with pytest.raises(UserError) as refused:
+        load_spec(spec_file)
+    message = str(refused.value)
+    assert message == (
+        f"{spec_file}: ports: the container ports are fixed by the images; "
+        "remove the [ports] section."
+    )
+    assert "\n" not in message
+
+
+def test_a_misspelt_key_is_named_with_how_to_fix_it():
+    with pytest.raises(UserError, match=r"redis\.nodez: unknown key; remove it or fix"):
+        parse_spec({"redis": {"nodez": 3}})
+
+
+def test_the_ports_message_reaches_the_terminal_intact(tmp_path, monkeypatch, capsys):
+    spec_file = tmp_path / "cluster.toml"
+    spec_file.write_text("[ports]\nredis = 7000\n")
+    monkeypatch.setattr("sys.argv", ["pretix-cluster", "render", "--spec", str(spec_file)])
+    with pytest.raises(SystemExit) as exited:
+        cli.main()
+    assert exited.value.code == 2
+    printed = " ".join(capsys.readouterr().err.split())
+    assert "remove the [ports] section." in printed

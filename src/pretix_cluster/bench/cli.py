@@ -16,9 +16,9 @@ from rich.console import Console
 
 from pretix_cluster.bench import report
 from pretix_cluster.bench.runner import CAPACITY_TARGET, BenchOptions, run_bench
+from pretix_cluster.cli_options import DEFAULT_SPEC, SpecOption
 from pretix_cluster.cluster import Cluster
 from pretix_cluster.loadtest.cli import parse_duration
-from pretix_cluster.spec import DEFAULT_SPEC_FILE
 
 app = typer.Typer(add_completion=False, help="Baseline vs cluster under the same load.")
 console = Console(stderr=True, log_path=False)
@@ -31,9 +31,7 @@ def _names(text: str) -> tuple[str, ...]:
 
 @app.callback(invoke_without_command=True)
 def bench(
-    spec_file: Annotated[
-        Path, typer.Option("--spec", "-f", help="the cluster spec", envvar="PRETIX_CLUSTER_SPEC")
-    ] = Path(DEFAULT_SPEC_FILE),
+    spec_file: SpecOption = DEFAULT_SPEC,
     target: Annotated[
         float | None,
         typer.Option(help="purchases/min at 1x (default: the spec's bench.target)"),
@@ -60,7 +58,7 @@ def bench(
 ) -> None:
     """Run the same load against a single-node baseline and the cluster, back to back.
 
-    Like `up`, a missing spec file means the defaults; both stacks are brought up as needed.
+    Both stacks are brought up as needed.
     """
     opts = BenchOptions(
         target=target,

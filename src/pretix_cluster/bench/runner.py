@@ -39,6 +39,7 @@ from pretix_cluster.bench import analysis, stacks
 from pretix_cluster.cluster import Cluster
 from pretix_cluster.errors import UserError
 from pretix_cluster.loadtest.runner import LoadOptions, run_loadtest
+from pretix_cluster.progress import step_logger
 
 SYSTEMS = ("baseline", "cluster")
 SCENARIOS = ("shop", "api")
@@ -72,7 +73,7 @@ def run_bench(cluster: Cluster, opts: BenchOptions, console: Console) -> tuple[d
     images: dict[str, dict[str, str]] = {}
     targets = {"baseline": baseline, "cluster": cluster}
     cluster_paused = False
-    progress = _progress(console)
+    progress = step_logger(console)
     say(
         f"bench: {', '.join(opts.systems)} x {', '.join(opts.scenarios)}, phases 0.5x/1x/2x/10x "
         f"of {target:g} purchases/min, {opts.duration:.0f} s per run -> {out}"
@@ -193,14 +194,3 @@ def _other(system: str) -> str:
 def _samples(out: Path) -> dict[str, Any] | None:
     path = out / "samples.json"
     return json.loads(path.read_text()) if path.exists() else None
-
-
-def _progress(console: Console):
-    last = [""]
-
-    def progress(message: str) -> None:
-        if message != last[0]:
-            console.log(message, style="dim")
-            last[0] = message
-
-    return progress

@@ -15,9 +15,10 @@ from rich.table import Table
 from pretix_cluster.chaos import report
 from pretix_cluster.chaos.runner import ChaosOptions, reanalyse, run_scenario
 from pretix_cluster.chaos.scenarios import SCENARIOS, select
+from pretix_cluster.cli_options import DEFAULT_SPEC, SpecOption
 from pretix_cluster.cluster import Cluster
 from pretix_cluster.errors import UserError
-from pretix_cluster.spec import DEFAULT_SPEC_FILE
+from pretix_cluster.progress import progress_display
 
 app = typer.Typer(
     add_completion=False,
@@ -44,9 +45,7 @@ def run(
     scenarios: Annotated[
         list[str], typer.Argument(help="numbers or names (see `chaos list`), or `all`")
     ],
-    spec_file: Annotated[
-        Path, typer.Option("--spec", "-f", help="the cluster spec", envvar="PRETIX_CLUSTER_SPEC")
-    ] = Path(DEFAULT_SPEC_FILE),
+    spec_file: SpecOption = DEFAULT_SPEC,
     users: Annotated[int, typer.Option(help="concurrent buyers of the steady load")] = 8,
     duration: Annotated[float, typer.Option(help="seconds of load per scenario")] = 150.0,
     fault_at: Annotated[float, typer.Option(help="seconds of load before the fault")] = 40.0,
@@ -60,8 +59,6 @@ def run(
 ) -> None:
     """Run scenarios one after the other; exit 1 if any lost, oversold, duplicated or
     did not recover."""
-    if not spec_file.exists():
-        raise UserError(f"{spec_file} does not exist: pass --spec or run `pretix-cluster init`.")
     chosen = select(scenarios)
     opts = ChaosOptions(
         users=users, duration=duration, fault_at=fault_at, recover_timeout=recover_timeout
@@ -75,16 +72,9 @@ def run(
     done: list[dict[str, Any]] = []
     for scenario in chosen:
         console.rule(f"{scenario.number}. {scenario.title}")
-        with console.status(f"{scenario.name}: starting") as spinner:
-            last = [""]
-
-            def say(message: str, spinner=spinner, last=last, name=scenario.name) -> None:
-                spinner.update(f"{name}: {message}")
-                # Log each stage once (its first word), the live figures only on the spinner.
-                if message.split()[0] != (last[0].split() or [""])[0] and message[0] != "+":
-                    console.log(message, style="dim")
-                last[0] = message
-
+        with progress_display(
+            f"{scenario.name}: starting", console, _stage, prefix=f"{scenario.name}: "
+        ) as say:
             figures = run_scenario(cluster, scenario, opts, folder, say)
         done.append(figures)
         path = report.write_scenario(folder, figures)
@@ -97,6 +87,11 @@ def run(
     out.print(f"report: {html}")
     if not all(f["verdict"]["passed"] for f in done):
         raise typer.Exit(1)
+
+
+def _stage(message: str) -> str | None:
+    """Each stage is logged once (its first word); live figures ("+12 s ...") only spin."""
+    return None if message.startswith("+") else message.split()[0]
 
 
 @app.command("analyse")

@@ -20,10 +20,30 @@ import docker.errors
 from pretix_cluster.errors import UserError
 
 SUITE = "bookworm"
+VARIANT = "minbase"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 SECURITY_MIRROR = "http://deb.debian.org/debian-security"
 
 Progress = Callable[[str], None]
+
+
+def content_key(name: str) -> str:
+    """What the base image is, as far as the images built on it are concerned.
+
+    An image's tag must change when its base really changes, and must be known
+    without a Docker daemon (`render` runs anywhere). The base is made once and
+    never replaced by `build`: pulled as `name`, or debootstrapped as Debian
+    SUITE/VARIANT under that name. Either way it is that Debian release, and
+    every package on top is installed from the release's archive at a pinned
+    version. So what really changes the base is its name (another image or
+    release) or the suite and variant debootstrap makes; those are the key.
+    Not in it: the mirror (the same archive from anywhere, switching must not
+    rebuild), and the local image id or a pulled digest, which only a daemon
+    or a registry can tell and which differ between two machines that build
+    the same images. A base re-pulled with a newer point release therefore
+    keeps the tags: `build --force` rebuilds on it.
+    """
+    return f"{name} debootstrap --variant={VARIANT} {SUITE}"
 
 
 def image_id(client: docker.DockerClient, name: str) -> str:
@@ -62,7 +82,7 @@ def _debootstrap_import(name: str) -> None:
     mirror = os.environ.get("PRETIX_CLUSTER_DEBIAN_MIRROR", DEFAULT_MIRROR)
     with tempfile.TemporaryDirectory(prefix="pretix-cluster-rootfs-") as tmp:
         root = Path(tmp) / "rootfs"
-        _run(["debootstrap", "--variant=minbase", SUITE, str(root), mirror], "debootstrap")
+        _run(["debootstrap", f"--variant={VARIANT}", SUITE, str(root), mirror], "debootstrap")
         _write_apt_sources(root, mirror)
         _strip_caches(root)
         tar = subprocess.Popen(["tar", "-C", str(root), "-c", "."], stdout=subprocess.PIPE)

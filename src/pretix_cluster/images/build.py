@@ -1,8 +1,9 @@
 """Build the cluster's images from the Dockerfiles next to this module.
 
 An image's tag is a hash of everything that goes into it (its directory, the
-base image, the CA bundle, its build arguments), so an unchanged second build
-finds every tag present and takes seconds, and a changed file always rebuilds.
+base image's content key, the CA bundle, its build arguments), so an unchanged
+second build finds every tag present and takes seconds, and a changed file
+always rebuilds. Tags are computed without a Docker daemon.
 """
 
 from __future__ import annotations
@@ -55,14 +56,14 @@ def find_ca_bundle(explicit: Path | None = None) -> Path | None:
     return SYSTEM_CA_BUNDLE if SYSTEM_CA_BUNDLE.is_file() else None
 
 
-def planned_tags(client: docker.DockerClient, base_image: str, ca: Path | None) -> ImageSet:
-    """Compute every tag without building: what `render` and `status` need."""
-    base_id = base.image_id(client, base_image)
+def planned_tags(base_image: str, ca: Path | None) -> ImageSet:
+    """Compute every tag without building and without a daemon: what `render` needs."""
+    base_key = base.content_key(base_image)
     ca_bytes = ca.read_bytes() if ca else b""
     tags: dict[str, str] = {}
     for component in COMPONENTS:
         args = _build_args(component, base_image, tags)
-        tags[component] = _tag_for(component, base_id, ca_bytes, args)
+        tags[component] = _tag_for(component, base_key, ca_bytes, args)
     return ImageSet(tags)
 
 
@@ -75,7 +76,7 @@ def build_all(
 ) -> ImageSet:
     """Build what is missing (or everything); returns the tags the stack must use."""
     base.ensure_base_image(client, base_image, progress)
-    images = planned_tags(client, base_image, ca)
+    images = planned_tags(base_image, ca)
     for component in COMPONENTS:
         tag = images[component]
         if only_missing and _exists(client, tag):
@@ -94,9 +95,9 @@ def _build_args(component: str, base_image: str, tags: dict[str, str]) -> dict[s
     return args
 
 
-def _tag_for(component: str, base_id: str, ca_bytes: bytes, args: dict[str, str]) -> str:
+def _tag_for(component: str, base_key: str, ca_bytes: bytes, args: dict[str, str]) -> str:
     digest = hashlib.sha256()
-    digest.update(base_id.encode())
+    digest.update(base_key.encode())
     digest.update(ca_bytes)
     for key in sorted(args):
         digest.update(f"{key}={args[key]}".encode())

@@ -19,11 +19,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from pretix_cluster.cli_options import DEFAULT_SPEC, SpecOption
 from pretix_cluster.cluster import Cluster
 from pretix_cluster.errors import UserError
 from pretix_cluster.loadtest.runner import LoadOptions, run_loadtest
 from pretix_cluster.loadtest.summary import LoadSummary
-from pretix_cluster.spec import DEFAULT_SPEC_FILE
 
 app = typer.Typer(add_completion=False, help="Load-test the cluster with the real purchase flow.")
 console = Console(stderr=True, log_path=False)
@@ -43,9 +43,7 @@ def parse_duration(text: str) -> float:
 
 @app.callback(invoke_without_command=True)
 def loadtest(
-    spec_file: Annotated[
-        Path, typer.Option("--spec", "-f", help="the cluster spec", envvar="PRETIX_CLUSTER_SPEC")
-    ] = Path(DEFAULT_SPEC_FILE),
+    spec_file: SpecOption = DEFAULT_SPEC,
     target: Annotated[float, typer.Option(help="purchases per minute at 1x")] = 800.0,
     shape: Annotated[str, typer.Option(help="steady | phases (0.5x,1x,2x,10x) | peak")] = "steady",
     duration: Annotated[str, typer.Option(help="length of the load, e.g. 120, 3m")] = "120s",
@@ -78,8 +76,6 @@ def loadtest(
     as_json: Annotated[bool, typer.Option("--json", help="print the JSON summary")] = False,
 ) -> None:
     """Run the purchase flow under load, then account every order and report the capacity."""
-    if not spec_file.exists():
-        raise UserError(f"{spec_file} does not exist: pass --spec or run `pretix-cluster init`.")
     opts = LoadOptions(
         scenario=scenario,
         shape=shape,

@@ -27,8 +27,12 @@ from typing import Any
 import yaml
 
 from pretix_cluster.images.build import ImageSet
-from pretix_cluster.render.configs import ClusterFile
-from pretix_cluster.spec import ClusterSpec
+from pretix_cluster.render.configs import (
+    REDIS_DATA_DIR,
+    ClusterFile,
+    redis_config_name,
+)
+from pretix_cluster.spec import PORTS, ClusterSpec
 
 STACK_VERSION = "3.8"
 PRETIX_UID = "15371"
@@ -151,8 +155,8 @@ def deploy(
     }
 
 
-def secret(name: str, uid: str, mode: int = 0o400) -> dict:
-    return {"source": name, "target": name, "uid": uid, "gid": uid, "mode": mode}
+def secret(name: str, uid: str, mode: int = 0o400, target: str | None = None) -> dict:
+    return {"source": name, "target": target or name, "uid": uid, "gid": uid, "mode": mode}
 
 
 def pin(service: Service, constraint: str) -> Service:
@@ -173,7 +177,7 @@ def spread(service: Service) -> Service:
 
 
 def etcd_services(spec: ClusterSpec, images: ImageSet) -> dict[str, Service]:
-    peer, client = spec.ports.etcd_peer, spec.ports.etcd_client
+    peer, client = PORTS.etcd_peer, PORTS.etcd_client
     initial_cluster = ",".join(f"{m}=http://{m}:{peer}" for m in spec.etcd_members)
     services = {}
     for member in spec.etcd_members:
@@ -213,8 +217,8 @@ def postgres_services(spec: ClusterSpec, images: ImageSet) -> dict[str, Service]
             "hostname": node,
             "environment": {
                 "PATRONI_NAME": node,
-                "PATRONI_RESTAPI_CONNECT_ADDRESS": f"{node}:{spec.ports.patroni}",
-                "PATRONI_POSTGRESQL_CONNECT_ADDRESS": f"{node}:{spec.ports.postgres}",
+                "PATRONI_RESTAPI_CONNECT_ADDRESS": f"{node}:{PORTS.patroni}",
+                "PATRONI_POSTGRESQL_CONNECT_ADDRESS": f"{node}:{PORTS.postgres}",
             },
             "volumes": [f"{data_volume(node)}:/var/lib/postgresql/data"],
             "networks": ["db"],
@@ -234,13 +238,12 @@ def postgres_services(spec: ClusterSpec, images: ImageSet) -> dict[str, Service]
 
 
 def redis_services(spec: ClusterSpec, images: ImageSet) -> dict[str, Service]:
+    # What the entrypoint's role decision needs; the daemons' settings are in their configs.
     common_env = {
         "REDIS_NODES": ",".join(spec.redis_nodes),
         "REDIS_SENTINELS": ",".join(spec.sentinel_nodes),
         "REDIS_MASTER_NAME": spec.redis.master_name,
         "SENTINEL_QUORUM": str(spec.redis.quorum),
-        "SENTINEL_DOWN_AFTER_MS": str(spec.redis.down_after_ms),
-        "SENTINEL_FAILOVER_TIMEOUT_MS": str(spec.redis.failover_timeout_ms),
     }
     services = {}
     for node in spec.redis_nodes:
@@ -257,15 +260,24 @@ def redis_services(spec: ClusterSpec, images: ImageSet) -> dict[str, Service]:
 def redis_like(
     spec: ClusterSpec, images: ImageSet, node: str, role: str, env: dict[str, str]
 ) -> Service:
+    """A Redis node or a Sentinel: `node`'s rendered config mounted as /run/secrets/<role>.conf."""
     memory = spec.redis.memory
+    ports = {"REDIS_PORT": str(PORTS.redis), "SENTINEL_PORT": str(PORTS.sentinel)}
     return {
         "image": images["redis"],
         "hostname": node,
         "command": [role],
-        "environment": env,
-        "volumes": [f"{data_volume(node)}:/data"],
+        "environment": env | ports,
+        # Data and Sentinel's state only. The daemon runs from a config file it
+        # rewrites with the password in it, kept on the container's own tmpfs
+        # (REDIS_RUNTIME_DIR): a tmpfs mount declared here would be root's 0755,
+        # and the stack format cannot set its mode for the image's uid.
+        "volumes": [f"{data_volume(node)}:{REDIS_DATA_DIR}"],
         "networks": ["cache"],
-        "secrets": [secret("redis_password", REDIS_UID)],
+        "secrets": [
+            secret("redis_password", REDIS_UID),
+            secret(redis_config_name(node), REDIS_UID, target=f"{role}.conf"),
+        ],
         "healthcheck": healthcheck(
             ["CMD", "redis-healthcheck", role], interval=3, timeout=4, retries=5, start=30
         ),
@@ -293,6 +305,8 @@ def _redis_restart_delay_s(spec: ClusterSpec, role: str) -> int:
 def haproxy_service(spec: ClusterSpec, images: ImageSet) -> Service:
     return {
         "image": images["haproxy"],
+        # The healthcheck's; haproxy.cfg listens there.
+        "environment": {"HAPROXY_HEALTH_PORT": str(PORTS.haproxy_health)},
         "networks": ["db", "cache"],
         "secrets": [secret("haproxy.cfg", HAPROXY_UID)],
         "healthcheck": healthcheck(["CMD", "haproxy-healthcheck"], interval=3, start=10),
@@ -343,6 +357,7 @@ def pretix_service(
 
 def web_service(spec: ClusterSpec, images: ImageSet) -> Service:
     env = {
+        "PRETIX_WEB_PORT": str(PORTS.web),  # gunicorn's and the healthcheck's
         "PRETIX_GUNICORN_WORKERS": str(spec.web.gunicorn_workers),
         "PRETIX_GUNICORN_THREADS": str(spec.web.gunicorn_threads),
     }
@@ -365,10 +380,12 @@ def cron_service(spec: ClusterSpec, images: ImageSet) -> Service:
 def nginx_service(spec: ClusterSpec, images: ImageSet) -> Service:
     return {
         "image": images["nginx"],
+        # The healthcheck's; nginx.conf listens there.
+        "environment": {"NGINX_LISTEN_PORT": str(PORTS.nginx)},
         "networks": ["front"],
         "ports": [
             {
-                "target": spec.ports.nginx,
+                "target": PORTS.nginx,
                 "published": spec.nginx.port,
                 "protocol": "tcp",
                 # host mode: no IPVS needed, and pretix sees the buyer's address.

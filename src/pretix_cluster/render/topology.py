@@ -31,11 +31,12 @@ from pretix_cluster.render.configs import (
     ClusterFile,
     nginx_context,
     pretix_context,
+    redis_file,
     render_files,
     template,
 )
 from pretix_cluster.render.placement import entry_label, label_constraint, member_label
-from pretix_cluster.spec import ClusterSpec
+from pretix_cluster.spec import PORTS, ClusterSpec
 
 SINGLE_NODE_SUFFIX = "-base"
 
@@ -108,14 +109,13 @@ APP_ROLE = "standalone"  # the pretix image's role running gunicorn and celery t
 class SingleNode(Topology):
     def files(self, spec: ClusterSpec, values: dict[str, str]) -> dict[str, ClusterFile]:
         """pretix.cfg pointing straight at PostgreSQL and Redis, nginx.conf as the cluster's."""
-        ports = spec.ports
         pretix = pretix_context(spec, values)
         pretix |= {
-            "db": pretix["db"] | {"host": PG_SERVICE, "port": ports.postgres},
+            "db": pretix["db"] | {"host": PG_SERVICE, "port": PORTS.postgres},
             "replica": None,
             "redis": {
                 "host": REDIS_SERVICE,
-                "port": ports.redis,
+                "port": PORTS.redis,
                 "password": values["redis_password"],
             },
         }
@@ -124,6 +124,8 @@ class SingleNode(Topology):
             template("nginx.conf", False, **nginx_context(spec)),
             ClusterFile("pg_pretix_password", values["pg_pretix_password"], True),
             ClusterFile("redis_password", values["redis_password"], True),
+            # A lone master: no replica could ever acknowledge a write.
+            redis_file(values, REDIS_SERVICE, min_replicas_to_write=0),
         ]
         return {f.name: f for f in files}
 
@@ -194,15 +196,13 @@ def lone_redis_service(spec: ClusterSpec, images: ImageSet) -> blocks.Service:
     """The image's `redis` role as a lone master: no peers, no sentinels to ask.
 
     ``REDIS_SENTINELS=","`` is one empty name, which the entrypoint skips (an
-    empty value would fall back to its default sentinel names); with no
-    replica a master must accept writes (min-replicas-to-write 0), and a
+    empty value would fall back to its default sentinel names), and a
     restart need not wait for anyone to name the master.
     """
     env = {
         "REDIS_NODE_NAME": REDIS_SERVICE,
         "REDIS_NODES": REDIS_SERVICE,
         "REDIS_SENTINELS": ",",
-        "REDIS_MIN_REPLICAS_TO_WRITE": "0",
         "REDIS_ROLE_WAIT_S": "0",
     }
     return blocks.redis_like(spec, images, REDIS_SERVICE, "redis", env)

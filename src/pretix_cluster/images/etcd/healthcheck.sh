@@ -7,8 +7,10 @@
 # fresh cluster (no member healthy -> no peer can resolve another -> no
 # quorum) and Swarm would keep killing members that merely wait for peers.
 # The peer server runs from the start; quorum is shown by `pretix-cluster status`.
+# The port is the one etcd listens on (ETCD_LISTEN_PEER_URLS, from spec.PORTS);
+# not an env var of its own: etcd warns about every ETCD_* it does not know.
 set -euo pipefail
-exec 3<>"/dev/tcp/127.0.0.1/${ETCD_PEER_PORT:-2380}"
+exec 3<>"/dev/tcp/127.0.0.1/${ETCD_LISTEN_PEER_URLS##*:}"
 printf 'GET /version HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n' >&3
 # Only the status line: etcd does not always close the socket, so never wait for EOF.
 IFS= read -r -t 4 status <&3

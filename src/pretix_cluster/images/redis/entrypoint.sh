@@ -1,29 +1,34 @@
 #!/bin/bash
 # pretix-cluster Redis entrypoint: `redis` or `sentinel` (anything else is exec'd).
 #
-# Writes the real config (mode 0600) into the /data volume at every start, with
-# the password read from the Docker secret file. The password is never put in
-# the environment of the server process, on a command line or in a log line;
-# redis-cli gets it through REDISCLI_AUTH set for that one child process only.
+# The daemon's config is rendered by pretix-cluster and mounted as the Docker
+# secret /run/secrets/<role>.conf. The daemon itself runs from a file in
+# /dev/shm/redis that includes it: /dev/shm is the container's own tmpfs (a
+# tmpfs mount from the stack file is root's 0755, the image runs as uid 998).
+# Redis and Sentinel rewrite the file they run from (CONFIG REWRITE at every
+# failover) with the password in it, so that file must be writable and must
+# not be on the data volume. What this script
+# adds is what is only known at start: for Redis its role (decided below,
+# passed as `--replicaof`), for Sentinel the state it persisted on the volume
+# (its id, epochs, the current master, known replicas and Sentinels), copied
+# back to the volume whenever Sentinel rewrites it, secret lines never.
+#
+# The password is read from the redis_password secret for redis-cli only, and
+# handed to it through REDISCLI_AUTH set for that one child process; it is
+# never in the environment of the server process, on a command line or in a log.
 #
 # Environment (non-secret, set by the stack):
+#   REDIS_PORT, SENTINEL_PORT     the ports (pretix_cluster.spec.PORTS)
 #   REDIS_NODE_NAME               this redis node's DNS name, e.g. redis-2 (role redis)
 #   REDIS_NODES                   "redis-1,redis-2,redis-3"; the first one is the
 #                                 bootstrap master when nobody knows better
 #   REDIS_SENTINELS               "sentinel-1,sentinel-2,sentinel-3"
 #   REDIS_MASTER_NAME             sentinel master group name (mymaster)
 #   SENTINEL_NODE_NAME            this sentinel's DNS name (role sentinel)
-#   SENTINEL_QUORUM               2
-#   SENTINEL_DOWN_AFTER_MS        e.g. 5000 (Redis default 30000)
-#   SENTINEL_FAILOVER_TIMEOUT_MS  e.g. 60000 (Redis default 180000)
+#   SENTINEL_QUORUM               2 (part of the monitor line, which this script writes)
 # Optional:
-#   REDIS_PASSWORD_FILE           default /run/secrets/redis_password
-#   REDIS_MIN_REPLICAS_TO_WRITE   default 1 (see below)
-#   REDIS_MIN_REPLICAS_MAX_LAG    default 10 (seconds)
-#   REDIS_MAXMEMORY               e.g. 1gb (default: unset = no limit); policy noeviction
 #   REDIS_ROLE_WAIT_S             how long a node with data waits for a sentinel or
 #                                 peer to tell it who the master is (default 15)
-#   SENTINEL_PARALLEL_SYNCS       default 1
 set -euo pipefail
 
 ROLE="${1:-redis}"
@@ -33,14 +38,15 @@ case "$ROLE" in
 esac
 
 DATA_DIR=/data
-STATE_DIR=/run/redis
-REDIS_PORT=6379
-SENTINEL_PORT=26379
-PASSWORD_FILE="${REDIS_PASSWORD_FILE:-/run/secrets/redis_password}"
-MASTER_NAME="${REDIS_MASTER_NAME:-mymaster}"
-IFS=',' read -r -a NODES <<<"${REDIS_NODES:-redis-1,redis-2,redis-3}"
-IFS=',' read -r -a SENTINELS <<<"${REDIS_SENTINELS:-sentinel-1,sentinel-2,sentinel-3}"
-BOOTSTRAP_MASTER="${NODES[0]}"
+RUNTIME_DIR=/dev/shm/redis
+SECRET_CONF="/run/secrets/$ROLE.conf"
+RUNTIME_CONF="$RUNTIME_DIR/$ROLE.conf"
+PASSWORD_FILE=/run/secrets/redis_password
+SENTINEL_STATE="$DATA_DIR/sentinel-state.conf"
+# The lines of its own file that Sentinel persists: none of them holds a password.
+STATE_LINES='^sentinel (myid|current-epoch|monitor|config-epoch|leader-epoch|known-replica|known-sentinel) '
+# Seconds between two looks at whether Sentinel rewrote its file.
+PERSIST_INTERVAL_S=1
 
 log() { printf '%s entrypoint[%s]: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$ROLE" "$*" >&2; }
 die() {
@@ -51,16 +57,36 @@ die() {
 is_uint() { [[ "$1" =~ ^[0-9]+$ ]]; }
 is_name() { [[ "$1" =~ ^[A-Za-z0-9]([A-Za-z0-9_.-]*[A-Za-z0-9])?$ ]]; }
 
-# --- password ---------------------------------------------------------------
+REDIS_PORT="${REDIS_PORT:?REDIS_PORT must be set by the stack}"
+SENTINEL_PORT="${SENTINEL_PORT:?SENTINEL_PORT must be set by the stack}"
+MASTER_NAME="${REDIS_MASTER_NAME:-mymaster}"
+IFS=',' read -r -a NODES <<<"${REDIS_NODES:-redis-1,redis-2,redis-3}"
+IFS=',' read -r -a SENTINELS <<<"${REDIS_SENTINELS:-sentinel-1,sentinel-2,sentinel-3}"
+BOOTSTRAP_MASTER="${NODES[0]}"
+
+# --- files ------------------------------------------------------------------
 [[ -r "$PASSWORD_FILE" ]] ||
     die "cannot read $PASSWORD_FILE as uid $(id -u); mount the redis_password secret readable by uid 998"
+[[ -r "$SECRET_CONF" ]] ||
+    die "cannot read $SECRET_CONF as uid $(id -u); mount the node's rendered config as this secret"
 REDIS_PASSWORD="$(tr -d '\r\n' <"$PASSWORD_FILE")"
-# urlsafe base64 only: nothing that could break out of a config line.
-[[ "$REDIS_PASSWORD" =~ ^[A-Za-z0-9_=-]{16,}$ ]] ||
-    die "password in $PASSWORD_FILE must be >= 16 urlsafe-base64 characters"
-
+[[ -n "$REDIS_PASSWORD" ]] || die "$PASSWORD_FILE is empty"
 [[ -w "$DATA_DIR" ]] || die "$DATA_DIR is not writable by uid $(id -u) (volume ownership?)"
 umask 077
+mkdir -p "$RUNTIME_DIR" || die "cannot create $RUNTIME_DIR (is /dev/shm a tmpfs?)"
+
+# Volumes from before the configs moved to the tmpfs hold the password in
+# redis.conf / sentinel.conf: keep Sentinel's state from there once, then
+# delete them.
+forget_config_on_volume() {
+    local legacy="$DATA_DIR/sentinel.conf"
+    if [[ "$ROLE" == sentinel && -f "$legacy" && ! -f "$SENTINEL_STATE" ]]; then
+        grep -E "$STATE_LINES" "$legacy" >"$SENTINEL_STATE" || true
+        log "moved the sentinel state out of $legacy"
+    fi
+    rm -f "$DATA_DIR/redis.conf" "$DATA_DIR/sentinel.conf" "$DATA_DIR"/.redis.conf.* \
+        "$DATA_DIR"/.sentinel.conf.*
+}
 
 # redis-cli with the password in its own environment only, and a hard timeout.
 rcli() { # host port args...
@@ -117,12 +143,8 @@ start_redis() {
     is_name "$NODE_NAME" || die "bad REDIS_NODE_NAME"
     [[ ",${REDIS_NODES:-redis-1,redis-2,redis-3}," == *",$NODE_NAME,"* ]] ||
         die "REDIS_NODE_NAME $NODE_NAME is not in REDIS_NODES"
-    local min_replicas="${REDIS_MIN_REPLICAS_TO_WRITE:-1}"
-    local max_lag="${REDIS_MIN_REPLICAS_MAX_LAG:-10}"
     local wait_s="${REDIS_ROLE_WAIT_S:-15}"
-    for v in "$min_replicas" "$max_lag" "$wait_s"; do
-        is_uint "$v" || die "bad numeric redis setting: $v"
-    done
+    is_uint "$wait_s" || die "bad REDIS_ROLE_WAIT_S: $wait_s"
 
     # Role decision. Sentinels are the authority; a node coming back after a
     # failover must never start as a second master.
@@ -161,62 +183,18 @@ start_redis() {
         reason="nobody answered: bootstrap rule, $BOOTSTRAP_MASTER is master"
     fi
 
-    local conf="$DATA_DIR/redis.conf" tmp
-    tmp="$(mktemp "$DATA_DIR/.redis.conf.XXXXXX")"
-    {
-        echo "# generated by redis-entrypoint at $(date -u +%Y-%m-%dT%H:%M:%SZ); rewritten at every start"
-        echo "bind 0.0.0.0"
-        echo "port $REDIS_PORT"
-        echo "protected-mode no"
-        echo "daemonize no"
-        echo "dir $DATA_DIR"
-        echo 'logfile ""'
-        echo "loglevel notice"
-        echo "tcp-keepalive 60"
-        echo "timeout 0"
-        echo "requirepass $REDIS_PASSWORD"
-        echo "masterauth $REDIS_PASSWORD"
-        # persistence: AOF (everysec) with RDB preamble; RDB snapshots as default
-        echo "appendonly yes"
-        echo "appendfsync everysec"
-        echo "aof-use-rdb-preamble yes"
-        # replication
-        echo "replica-announce-ip $NODE_NAME"
-        echo "replica-announce-port $REDIS_PORT"
-        echo "replica-read-only yes"
-        echo "replica-serve-stale-data yes"
-        echo "repl-diskless-sync yes"
-        echo "replica-priority 100"
-        # A master accepts writes only while >= min_replicas replicas acked within
-        # max_lag seconds: an isolated/stale master stops taking writes that a
-        # failover would throw away. 1 (not 2) so that with one of three nodes
-        # down (one master + one replica left) writes still succeed.
-        echo "min-replicas-to-write $min_replicas"
-        echo "min-replicas-max-lag $max_lag"
-        # a master shutting down (SIGTERM) waits for its replicas to catch up
-        echo "shutdown-timeout 10"
-        if [[ -n "${REDIS_MAXMEMORY:-}" ]]; then
-            [[ "$REDIS_MAXMEMORY" =~ ^[0-9]+[kmgKMG]?[bB]?$ ]] || die "bad REDIS_MAXMEMORY"
-            echo "maxmemory $REDIS_MAXMEMORY"
-            # never evict: the celery queue and sessions live here
-            echo "maxmemory-policy noeviction"
-        fi
-        if [[ "$master" != "$NODE_NAME" ]]; then
-            echo "replicaof $master $REDIS_PORT"
-        fi
-    } >"$tmp"
-    chmod 0600 "$tmp"
-    mv -f "$tmp" "$conf"
-
+    local role_args=()
     if [[ "$master" == "$NODE_NAME" ]]; then
         log "starting $NODE_NAME as MASTER: $reason"
-        echo master >"$STATE_DIR/role" 2>/dev/null || true
+        echo master >"$RUNTIME_DIR/role"
     else
         log "starting $NODE_NAME as REPLICA of $master: $reason"
-        echo replica >"$STATE_DIR/role" 2>/dev/null || true
+        echo replica >"$RUNTIME_DIR/role"
+        role_args=(--replicaof "$master" "$REDIS_PORT")
     fi
+    printf 'include %s\n' "$SECRET_CONF" >"$RUNTIME_CONF"
     unset REDIS_PASSWORD
-    exec redis-server "$conf"
+    exec redis-server "$RUNTIME_CONF" "${role_args[@]}"
 }
 
 # --- sentinel ---------------------------------------------------------------
@@ -234,29 +212,15 @@ known_replicas() {
         | sort -u || true
 }
 
-start_sentinel() {
-    NODE_NAME="${SENTINEL_NODE_NAME:?SENTINEL_NODE_NAME must be set (the DNS name of this sentinel)}"
-    is_name "$NODE_NAME" || die "bad SENTINEL_NODE_NAME"
-    is_name "$MASTER_NAME" || die "bad REDIS_MASTER_NAME"
-    local quorum="${SENTINEL_QUORUM:-2}"
-    local down_after="${SENTINEL_DOWN_AFTER_MS:-30000}"
-    local failover_timeout="${SENTINEL_FAILOVER_TIMEOUT_MS:-180000}"
-    local parallel_syncs="${SENTINEL_PARALLEL_SYNCS:-1}"
-    for v in "$quorum" "$down_after" "$failover_timeout" "$parallel_syncs"; do
-        is_uint "$v" || die "bad numeric sentinel setting: $v"
-    done
-
-    local conf="$DATA_DIR/sentinel.conf" state="" tmp master="" reason=""
-    if [[ -f "$conf" ]]; then
-        # Keep the state sentinel persisted (myid, epochs, current master,
-        # known replicas/sentinels); everything else is refreshed from env and
-        # secret, so changed timeouts or a rotated password take effect.
-        state="$(grep -E '^sentinel (myid|monitor|config-epoch|leader-epoch|current-epoch|known-replica|known-sentinel) ' "$conf" || true)"
+# The state lines of the persisted state, with the monitor line and quorum of today.
+sentinel_state() {
+    local quorum="$1" state="" master reason answers peer
+    if [[ -f "$SENTINEL_STATE" ]]; then
+        state="$(grep -E "$STATE_LINES" "$SENTINEL_STATE" || true)"
     fi
     if ! grep -q "^sentinel monitor $MASTER_NAME " <<<"$state"; then
-        # First boot (or config lost): learn the master from the other
+        # First boot (or state lost): learn the master from the other
         # sentinels, then from the redis nodes, else the bootstrap master.
-        local answers peer
         answers="$(sentinel_answers || true)"
         if [[ -n "$answers" ]]; then
             master="$(most_common <<<"$answers")"
@@ -270,48 +234,56 @@ start_sentinel() {
         fi
         state="$(grep -vE "^sentinel (monitor|known-replica|known-sentinel|config-epoch|leader-epoch) " <<<"$state" || true)"
         state="${state:+$state$'\n'}sentinel monitor $MASTER_NAME $master $REDIS_PORT $quorum"
-        log "new sentinel config: monitoring $master ($reason)"
+        log "new sentinel state: monitoring $master ($reason)"
     else
         # quorum is part of the monitor line; keep the persisted master address
         state="$(sed -E "s/^(sentinel monitor $MASTER_NAME [^ ]+ [0-9]+) [0-9]+$/\\1 $quorum/" <<<"$state")"
-        log "existing sentinel config: $(grep "^sentinel monitor $MASTER_NAME " <<<"$state")"
+        log "existing sentinel state: $(grep "^sentinel monitor $MASTER_NAME " <<<"$state")"
     fi
-
-    tmp="$(mktemp "$DATA_DIR/.sentinel.conf.XXXXXX")"
-    {
-        echo "# managed by redis-entrypoint; sentinel rewrites this file at runtime"
-        echo "port $SENTINEL_PORT"
-        echo "bind 0.0.0.0"
-        echo "protected-mode no"
-        echo "daemonize no"
-        echo "dir $DATA_DIR"
-        echo 'logfile ""'
-        echo "loglevel notice"
-        # must precede the monitor line: names, not IPs, survive container restarts
-        echo "sentinel resolve-hostnames yes"
-        echo "sentinel announce-hostnames yes"
-        echo "sentinel announce-ip $NODE_NAME"
-        echo "sentinel announce-port $SENTINEL_PORT"
-        echo "sentinel deny-scripts-reconfig yes"
-        # sentinels themselves require the password; they use it with each other
-        echo "requirepass $REDIS_PASSWORD"
-        echo "sentinel sentinel-pass $REDIS_PASSWORD"
-        grep -E '^sentinel (myid|current-epoch) ' <<<"$state" || true
-        grep -E "^sentinel monitor $MASTER_NAME " <<<"$state"
-        echo "sentinel auth-pass $MASTER_NAME $REDIS_PASSWORD"
-        echo "sentinel down-after-milliseconds $MASTER_NAME $down_after"
-        echo "sentinel failover-timeout $MASTER_NAME $failover_timeout"
-        echo "sentinel parallel-syncs $MASTER_NAME $parallel_syncs"
-        grep -E '^sentinel (config-epoch|leader-epoch|known-sentinel) ' <<<"$state" || true
-        known_replicas "$state"
-    } >"$tmp"
-    chmod 0600 "$tmp"
-    mv -f "$tmp" "$conf"
-    echo sentinel >"$STATE_DIR/role" 2>/dev/null || true
-    unset REDIS_PASSWORD
-    exec redis-sentinel "$conf"
+    grep -E '^sentinel (myid|current-epoch) ' <<<"$state" || true
+    grep -E "^sentinel monitor $MASTER_NAME " <<<"$state"
+    grep -E '^sentinel (config-epoch|leader-epoch|known-sentinel) ' <<<"$state" || true
+    known_replicas "$state"
 }
 
+# Copy Sentinel's state lines to the volume when it rewrote its file since the
+# last copy. The marker takes the file's time before the read, so a rewrite
+# during the read is copied at the next look.
+persist_sentinel_state() {
+    local marker="$RUNTIME_DIR/.state-copied" tmp
+    [[ "$RUNTIME_CONF" -nt "$marker" ]] || return 0
+    touch -r "$RUNTIME_CONF" "$marker"
+    tmp="$(mktemp "$DATA_DIR/.sentinel-state.XXXXXX")"
+    grep -E "$STATE_LINES" "$RUNTIME_CONF" >"$tmp" || true
+    mv -f "$tmp" "$SENTINEL_STATE"
+}
+
+start_sentinel() {
+    NODE_NAME="${SENTINEL_NODE_NAME:?SENTINEL_NODE_NAME must be set (the DNS name of this sentinel)}"
+    is_name "$NODE_NAME" || die "bad SENTINEL_NODE_NAME"
+    is_name "$MASTER_NAME" || die "bad REDIS_MASTER_NAME"
+    local quorum="${SENTINEL_QUORUM:-2}" state
+    is_uint "$quorum" || die "bad SENTINEL_QUORUM: $quorum"
+
+    state="$(sentinel_state "$quorum")"
+    printf 'include %s\n%s\n' "$SECRET_CONF" "$state" >"$RUNTIME_CONF"
+    echo sentinel >"$RUNTIME_DIR/role"
+    unset REDIS_PASSWORD
+
+    # Not exec'd: this shell stays to copy the state back. It forwards the stop
+    # signal, and exits with Sentinel's status.
+    redis-sentinel "$RUNTIME_CONF" &
+    local child=$!
+    trap 'kill -TERM "$child" 2>/dev/null || true' TERM INT
+    while kill -0 "$child" 2>/dev/null; do
+        persist_sentinel_state
+        sleep "$PERSIST_INTERVAL_S"
+    done
+    persist_sentinel_state
+    wait "$child"
+}
+
+forget_config_on_volume
 case "$ROLE" in
     redis) start_redis ;;
     sentinel) start_sentinel ;;
