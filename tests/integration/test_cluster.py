@@ -197,7 +197,7 @@ def api_list(cluster: Cluster, path: str) -> list[dict]:
 
 
 def demo_objects(cluster: Cluster) -> dict[str, list[int | str]]:
-    """The organizer's events (a kept cluster also has the load tests' ones), the demo's items."""
+    """The organizer's event slugs (load runs add theirs), the demo event's item and quota ids."""
     event = cluster.shop_info()["event"]
     return {
         "events": sorted(e["slug"] for e in api_list(cluster, "events/")),
