@@ -26,7 +26,7 @@ LOAD = ("--users", "6", "--duration", "120", "--fault-at", "35", "--recover-time
 
 
 @pytest.fixture(scope="module")
-def chaos_results(cluster: Cluster, tmp_path_factory) -> tuple[list[dict], object]:
+def chaos_results(cluster: Cluster, spec_file: Path, tmp_path_factory) -> tuple[list[dict], object]:
     out = tmp_path_factory.mktemp("chaos")
     result = cli(
         "chaos",
@@ -35,7 +35,7 @@ def chaos_results(cluster: Cluster, tmp_path_factory) -> tuple[list[dict], objec
         *LOAD,
         "--out",
         str(out),
-        spec_file=cluster.spec_dir / "cluster.toml",
+        spec_file=spec_file,
         check=False,
         timeout=1800,
     )
@@ -80,10 +80,10 @@ def test_the_cluster_noticed_recovered_and_the_node_rejoined(chaos_results, scen
     )
 
 
-def test_the_command_passed_and_the_cluster_is_healthy_at_the_end(chaos_results, cluster):
+def test_the_command_passed_and_the_cluster_is_healthy_at_the_end(chaos_results, spec_file):
     _, run = chaos_results
     assert run.returncode == 0, run.stdout[-3000:]
-    assert cli("status", spec_file=cluster.spec_dir / "cluster.toml", check=False).returncode == 0
+    assert cli("status", spec_file=spec_file, check=False).returncode == 0
 
 
 def _one(chaos_results, scenario: str) -> dict:

@@ -1,5 +1,6 @@
 """Generated secrets are random, private, stable across runs."""
 
+import re
 import stat
 
 from pretix_cluster.secrets import SECRET_NAMES, SecretStore, versioned_name
@@ -22,9 +23,25 @@ def test_files_are_private(tmp_path):
         assert stat.S_IMODE(store.path(name).stat().st_mode) == 0o600
 
 
-def test_versioned_names_change_with_content_and_hide_it():
-    a = versioned_name("pretix", "pretix.cfg", "secret-a")
-    b = versioned_name("pretix", "pretix.cfg", "secret-b")
-    assert a != b
-    assert a.startswith("pretix_pretix_cfg_")
-    assert "secret" not in a.removeprefix("pretix_pretix_cfg_")
+# A real secret file's content: the names Docker shows must reveal none of it.
+PRETIX_CFG = (
+    "[database]\npassword=Zq8vK2mXw4pL7nR1tY6uB3sD\n[redis]\nlocation=redis://:h9Jc5Ge0Wf@haproxy\n"
+)
+
+
+def slices(text: str, size: int = 8) -> set[str]:
+    return {text[i : i + size] for i in range(len(text) - size + 1)}
+
+
+def test_a_versioned_name_reveals_no_part_of_the_content():
+    name = versioned_name("pretix", "pretix.cfg", PRETIX_CFG)
+    assert re.fullmatch(r"pretix_pretix_cfg_[0-9a-f]{12}", name), name
+    assert not any(part in name for part in slices(PRETIX_CFG))
+
+
+def test_a_versioned_name_is_stable_and_changes_with_the_content():
+    name = versioned_name("pretix", "pretix.cfg", PRETIX_CFG)
+    assert versioned_name("pretix", "pretix.cfg", PRETIX_CFG) == name
+    rotated = PRETIX_CFG.replace("Zq8vK2mXw4pL7nR1tY6uB3sD", "Zq8vK2mXw4pL7nR1tY6uB3sE")
+    assert versioned_name("pretix", "pretix.cfg", rotated) != name
+    assert versioned_name("pctest", "pretix.cfg", PRETIX_CFG).startswith("pctest_pretix_cfg_")
