@@ -9,8 +9,10 @@ import uuid
 import httpx
 import pytest
 
-from pretix_cluster import shopclient, swarm
+from pretix_cluster import swarm
 from pretix_cluster.cluster import Cluster
+from pretix_cluster.loadtest.buyer import PurchaseResult, buy_ticket
+from pretix_cluster.loadtest.pretixapi import PretixApi
 
 from .conftest import cli
 
@@ -34,11 +36,11 @@ def test_static_files_are_served_by_nginx(cluster: Cluster):
     assert "gunicorn" not in page.headers.get("server", "").lower()
 
 
-def buy(cluster: Cluster, timeout: float = 60) -> shopclient.PurchaseResult:
+def buy(cluster: Cluster, timeout: float = 60) -> PurchaseResult:
     shop = cluster.shop_info()
     buyer = uuid.uuid4().hex[:10]
     # The test spec's shop URL is the published port on 127.0.0.1.
-    return shopclient.buy_ticket(
+    return buy_ticket(
         cluster.spec.cluster.url,
         shop["organizer"],
         shop["event"],
@@ -52,13 +54,8 @@ def buy(cluster: Cluster, timeout: float = 60) -> shopclient.PurchaseResult:
 def test_a_ticket_bought_in_the_shop_is_an_order_in_the_api(cluster: Cluster):
     result = buy(cluster)
     shop = cluster.shop_info()
-    order = shopclient.find_order(
-        cluster.spec.cluster.url,
-        cluster.api_token(),
-        shop["organizer"],
-        shop["event"],
-        result.order_code,
-    )
+    with PretixApi(cluster.spec.cluster.url, cluster.api_token(), shop["organizer"]) as api:
+        order = api.order(shop["event"], result.order_code)
     assert order is not None
     assert order["code"] == result.order_code
     assert [p["item"] for p in order["positions"]] == [shop["item_id"]]

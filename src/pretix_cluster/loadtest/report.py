@@ -23,9 +23,9 @@ from typing import Any
 
 from pretix_cluster.loadtest import svgplot
 from pretix_cluster.loadtest.accounting import summary_lines
+from pretix_cluster.loadtest.buyer import STEPS
 from pretix_cluster.loadtest.ledger import read_ledger
 from pretix_cluster.loadtest.shapes import Plan
-from pretix_cluster.shopclient import STEPS
 
 WINDOW_S = 30.0
 PHASE_HEAD = ["phase", "target/min", "offered/min", "buyers", "completed/min", "failures"]

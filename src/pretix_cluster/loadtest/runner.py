@@ -285,7 +285,7 @@ def run_loadtest(cluster: Cluster, opts: LoadOptions, console: Console | None = 
             )
         if not opts.oversell and not opts.quota and expected * 1.5 > quota:
             quota = int(expected * 2) + 100
-            api.request("PATCH", f"events/{cfg.event}/quotas/{cfg.quota_id}/", json={"size": quota})
+            api.resize_quota(cfg.event, cfg.quota_id, quota)
             cfg.quota_size = quota
         cfg.plan = plan.to_dict()
         cfg.pace_s = pace
