@@ -14,12 +14,7 @@ from pretix_cluster import patroni, swarm
 from pretix_cluster.cluster import API_TOKEN_FILE, Cluster
 from pretix_cluster.errors import UserError
 from pretix_cluster.images import build
-from pretix_cluster.shop_setup import (
-    ShopSetupError,
-    ShopSetupParams,
-    docker_exec_fn,
-    run_shop_setup,
-)
+from pretix_cluster.shop_setup import ShopSetupError, ShopSetupParams, run_shop_setup
 
 Progress = Callable[[str], None]
 
@@ -90,7 +85,7 @@ def setup_demo_shop(cluster: Cluster, progress: Progress) -> None:
     if not containers:
         raise UserError(f"No web container of {cluster.stack} is running; run `up` again.")
     try:
-        result = run_shop_setup(docker_exec_fn(containers[0].id), params)
+        result = run_shop_setup(containers[0], params)
     except ShopSetupError as exc:
         raise UserError(f"Setting up the demo shop failed ({exc}); run `up` again.") from None
     cluster.secrets.write(API_TOKEN_FILE, result.api_token)
