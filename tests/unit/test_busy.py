@@ -15,13 +15,17 @@ from pretix_cluster.loadtest.busy import (
 from pretix_cluster.loadtest.buyer import STEP_CART_ADD, STEP_CONFIRM, ShopError, refusal
 from pretix_cluster.loadtest.config import RetryPolicy
 
-# pretix's own texts (pretix/base/services/orders.py and cart.py, as installed in the image)
+# pretix's own texts: error_messages of pretix/base/services/cart.py and orders.py, read from
+# the pretix image (pretix 2026.8.0) of the dev cluster
 BUSY_TASK = (
     "We were not able to process your request completely as the server was too busy. "
     "Please try again."
 )
-SOLD_OUT = (
-    "Some of the products you selected are no longer available. Please see below for details."
+SOLD_OUT_TEXTS = (
+    "Some of the products you selected are no longer available. Please see below for details.",
+    "Some of the products you selected were no longer available in the quantity you selected. "
+    "Please see below for details.",
+    "You selected a product which is not available for sale.",
 )
 
 
@@ -41,8 +45,9 @@ def test_busy_statuses_are_retried_even_on_a_post(status):
     assert verdict(err, idempotent=False) == (f"busy_http_{status}", True, True)
 
 
-def test_a_sold_out_product_is_final():
-    err = refusal(STEP_CART_ADD, SOLD_OUT, url="/demo/tickets/")
+@pytest.mark.parametrize("text", SOLD_OUT_TEXTS)
+def test_a_sold_out_product_is_final(text):
+    err = refusal(STEP_CART_ADD, text, url="/demo/tickets/")
     assert verdict(err) == ("sold_out", False, False)
 
 
