@@ -68,16 +68,16 @@ class ShopSetupResult:
 
     @classmethod
     def from_output(cls, output: str) -> ShopSetupResult:
-        """The result line: the last output line that is a JSON object naming an organizer
-        (pretix may log to the same stream before it)."""
+        """The result line: the last output line that is a JSON object with every field of
+        a result (pretix may log to the same stream around it)."""
         fields = {f.name for f in dataclasses.fields(cls)}
         for line in reversed(output.splitlines()):
             try:
                 data = json.loads(line)
             except ValueError:
                 continue
-            if isinstance(data, dict) and "organizer" in data:
-                return cls(**{k: v for k, v in data.items() if k in fields})
+            if isinstance(data, dict) and fields <= data.keys():
+                return cls(**{k: data[k] for k in fields})
         raise ShopSetupError(f"no result line in the shop setup's output: {output[-500:]!r}")
 
 

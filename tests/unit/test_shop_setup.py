@@ -67,12 +67,14 @@ def test_the_result_is_read_from_the_recorded_output_of_a_second_run():
     assert result.changes == []  # the second run changed nothing
 
 
-def test_the_result_line_is_found_after_log_lines():
-    line = json.dumps(
-        {"organizer": "o", "event": "e", "item_id": 1, "quota_id": 2, "api_token": "t"}
-    )
-    result = ShopSetupResult.from_output(f"some warning\n{line}\n{{'not': json}}\n")
-    assert (result.item_id, result.quota_id, result.api_token) == (1, 2, "t")
+def test_the_result_line_is_found_among_log_lines():
+    result = {"organizer": "o", "event": "e", "item_id": 1, "quota_id": 2, "api_token": "t"}
+    result |= {"api_token_created": True, "changes": ["quota.size=5"]}
+    log = json.dumps({"organizer": "o", "message": "a structured log line"})
+    output = f"some warning\n{json.dumps(result)}\n{log}\n{{'not': json}}\n"  # logs at exit
+    parsed = ShopSetupResult.from_output(output)
+    assert (parsed.item_id, parsed.quota_id, parsed.api_token) == (1, 2, "t")
+    assert parsed.changes == ["quota.size=5"]
 
 
 def test_output_without_a_result_is_an_error():
