@@ -610,9 +610,7 @@ def _run_locust(
     env = {**os.environ, CONFIG_ENV: str(config_path)}
     cmd = locust_command(cfg, opts, out)
     (out / "locust_command.txt").write_text(" ".join(cmd) + "\n")
-    deadline_s = plan.duration_s + opts.stop_timeout + 90 + (60 if opts.ui else 0)
     progress = Progress(Path(cfg.ledger_dir), out / "locust_stats_history.csv", plan)
-    gen_samples: list[tuple[float, float]] = []
     with (out / "locust.out").open("wb") as log:
         proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
         if opts.ui:
@@ -620,35 +618,55 @@ def _run_locust(
                 f"Locust web UI: http://127.0.0.1:{opts.web_port}/ (the test starts at once, "
                 f"ends with the plan after {plan.duration_s:.0f} s; the UI stays 60 s longer)"
             )
-        t0 = time.time()
-        last_cpu = (t0, 0.0, 0.0)
+        watch = _LocustWatch(proc, cluster_cpu, progress)
         try:
-            with Live(
-                console=console, refresh_per_second=1, transient=False, auto_refresh=False
-            ) as live:
-                while proc.poll() is None:
-                    time.sleep(2.0)
-                    now = time.time()
-                    if now - t0 > deadline_s:
-                        console.print("[yellow]deadline reached: stopping Locust[/]")
-                        _stop(proc)
-                        break
-                    cluster_cpu.sample()
-                    gen = cpu_module.tree_cpu_seconds(proc.pid)
-                    gen_samples.append((now, gen))
-                    cl = sum(cluster_cpu.by_component().values())
-                    dt_s = now - last_cpu[0] or 1.0
-                    gen_cores = (gen - last_cpu[1]) / dt_s
-                    cl_cores = (cl - last_cpu[2]) / dt_s
-                    last_cpu = (now, gen, cl)
-                    progress.update()
-                    if not opts.quiet:
-                        live.update(progress.table(now - t0, gen_cores, cl_cores), refresh=True)
+            _watch_until_done(watch, opts, plan, console)
         except KeyboardInterrupt:
             console.print("interrupted: stopping Locust, then accounting for what ran")
             _stop(proc)
         rc = proc.wait()
-    return gen_samples, rc
+    return watch.generator_samples, rc
+
+
+class _LocustWatch:
+    """Samples while Locust runs: generator and cluster CPU (as cores), and the progress."""
+
+    def __init__(
+        self, proc: subprocess.Popen, cluster_cpu: cpu_module.ClusterCpu, progress: Progress
+    ):
+        self.proc, self.cluster_cpu, self.progress = proc, cluster_cpu, progress
+        self.t0 = time.time()
+        self.generator_samples: list[tuple[float, float]] = []
+        self._last = (self.t0, 0.0, 0.0)  # (time, generator CPU-s, cluster CPU-s)
+
+    def sample(self) -> Table:
+        now = time.time()
+        self.cluster_cpu.sample()
+        gen = cpu_module.tree_cpu_seconds(self.proc.pid)
+        self.generator_samples.append((now, gen))
+        cl = sum(self.cluster_cpu.by_component().values())
+        last_t, last_gen, last_cl = self._last
+        dt_s = now - last_t or 1.0
+        self._last = (now, gen, cl)
+        self.progress.update()
+        return self.progress.table(now - self.t0, (gen - last_gen) / dt_s, (cl - last_cl) / dt_s)
+
+
+def _watch_until_done(
+    watch: _LocustWatch, opts: LoadOptions, plan: shapes.Plan, console: Console
+) -> None:
+    """Every 2 s a sample and the live table, until Locust ends or its hard deadline."""
+    deadline_s = plan.duration_s + opts.stop_timeout + 90 + (60 if opts.ui else 0)
+    with Live(console=console, refresh_per_second=1, transient=False, auto_refresh=False) as live:
+        while watch.proc.poll() is None:
+            time.sleep(2.0)
+            if time.time() - watch.t0 > deadline_s:
+                console.print("[yellow]deadline reached: stopping Locust[/]")
+                _stop(watch.proc)
+                return
+            table = watch.sample()
+            if not opts.quiet:
+                live.update(table, refresh=True)
 
 
 def _stop(proc: subprocess.Popen) -> None:
