@@ -59,6 +59,9 @@ def test_bad_parameters_are_refused_before_anything_is_sent(bad):
 
 
 def test_the_result_is_read_from_the_recorded_output_of_a_second_run():
+    """Recorded by running the image's shop_setup.py in the dev cluster's web container
+    (docker cp, then docker exec -i with the parameters on stdin) after `up` had set the
+    shop up; the API token is replaced by a placeholder."""
     output = (FIXTURES / "shop_setup_output.txt").read_text()
     result = ShopSetupResult.from_output(output)
     assert (result.organizer, result.event) == ("demo", "tickets")
