@@ -188,14 +188,13 @@ class ShopSession:
             self.page_url = None
             self.open_page(STEP_EVENT_PAGE, self.event_url)
 
-    def add_to_cart(self, item_id: int, quantity: int = 1, *, view_cart: bool = True) -> None:
+    def add_to_cart(self, item_id: int, quantity: int = 1) -> None:
         """POST cart/add (as the page's JavaScript does), poll the task, then load the cart page."""
         with self._timed(STEP_CART_ADD):
             field = f"item_{item_id}"
             form = self._cart_form(item_id, field)
             self.next_url = self._run_async_task(STEP_CART_ADD, form, {field: str(quantity)})
-            if view_cart:
-                self.open_page(STEP_CART_ADD, self.next_url)
+            self.open_page(STEP_CART_ADD, self.next_url)
 
     def start_checkout(self) -> str:
         """GET checkout/start and follow it to the first checkout step; returns that step's name."""
