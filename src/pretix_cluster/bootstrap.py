@@ -10,8 +10,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from docker.models.containers import Container
-
 from pretix_cluster import patroni, swarm
 from pretix_cluster.cluster import API_TOKEN_FILE, Cluster
 from pretix_cluster.errors import UserError
@@ -95,7 +93,7 @@ def setup_demo_shop(cluster: Cluster, progress: Progress) -> None:
     if not containers:
         raise UserError(f"No web container of {cluster.stack} is running; run `up` again.")
     try:
-        result = run_shop_setup(_exec_in(containers[0]), params)
+        result = run_shop_setup(containers[0], params)
     except ShopSetupError as exc:
         raise UserError(f"Setting up the demo shop failed ({exc}); run `up` again.") from None
     cluster.secrets.write(API_TOKEN_FILE, result.api_token)
@@ -109,15 +107,3 @@ def setup_demo_shop(cluster: Cluster, progress: Progress) -> None:
             "shop_url": f"{spec.cluster.url}/{result.organizer}/{result.event}/",
         }
     )
-
-
-def _exec_in(container: Container) -> Callable[[list[str], bytes], tuple[int, str, str]]:
-    """run_shop_setup's way into the container, through the one `docker exec` helper."""
-
-    def run(argv: list[str], stdin: bytes) -> tuple[int, str, str]:
-        code, output = swarm.exec_in(
-            container, list(argv), stdin.decode(), timeout=SHOP_SETUP_TIMEOUT
-        )
-        return code, output, output
-
-    return run

@@ -11,8 +11,10 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from pretix_cluster import shopclient, swarm
+from pretix_cluster import swarm
 from pretix_cluster.cluster import Cluster
+from pretix_cluster.loadtest.buyer import PurchaseResult, buy_ticket
+from pretix_cluster.loadtest.pretixapi import PretixApi
 from pretix_cluster.secrets import SECRET_NAMES
 from pretix_cluster.spec import ClusterSpec
 
@@ -43,10 +45,10 @@ def test_static_files_are_served_by_nginx(cluster: Cluster):
     assert get_through_nginx(cluster, "/static/staticfiles.json").status_code == 404
 
 
-def buy(cluster: Cluster, buyer: str, timeout: float = 60) -> shopclient.PurchaseResult:
+def buy(cluster: Cluster, buyer: str, timeout: float = 60) -> PurchaseResult:
     shop = cluster.shop_info()
     # The test spec's shop URL is the published port on 127.0.0.1.
-    return shopclient.buy_ticket(
+    return buy_ticket(
         cluster.spec.cluster.url,
         shop["organizer"],
         shop["event"],
@@ -61,13 +63,8 @@ def test_a_ticket_bought_in_the_shop_is_an_order_in_the_api(cluster: Cluster):
     buyer = uuid.uuid4().hex[:10]
     result = buy(cluster, buyer)
     shop = cluster.shop_info()
-    order = shopclient.find_order(
-        cluster.spec.cluster.url,
-        cluster.api_token(),
-        shop["organizer"],
-        shop["event"],
-        result.order_code,
-    )
+    with PretixApi(cluster.spec.cluster.url, cluster.api_token(), shop["organizer"]) as api:
+        order = api.order(shop["event"], result.order_code)
     assert order is not None
     assert order["email"] == f"{buyer}@example.org"
     assert [p["item"] for p in order["positions"]] == [shop["item_id"]]

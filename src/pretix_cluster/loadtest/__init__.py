@@ -3,7 +3,9 @@
 Modules, one concern each:
 
 - ``config``      the run's parameters, shared by the orchestrator and the Locust processes
-- ``pretixapi``   the few REST calls a run needs (run event, orders, quota availability)
+- ``pretixapi``   the pretix REST client (run event, orders, quota availability)
+- ``forms``       the HTML forms of a pretix page and its error texts
+- ``buyer``       a browser-like buyer: one purchase step by step (cookies, CSRF, async tasks)
 - ``busy``        which failures are "busy" (retried with bounded backoff) and which are final
 - ``flows``       one purchase: the shop flow (browser-like) and the REST API flow
 - ``ledger``      what the buyers saw, one JSON line per purchase attempt

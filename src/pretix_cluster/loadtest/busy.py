@@ -20,8 +20,8 @@ import dataclasses
 import random
 import re
 
+from pretix_cluster.loadtest.buyer import ShopError, SoldOutError
 from pretix_cluster.loadtest.config import RetryPolicy
-from pretix_cluster.shopclient import ShopError, SoldOutError
 
 BUSY_STATUSES = frozenset({409, 429, 503})
 GATEWAY_STATUSES = frozenset({502, 504})

@@ -7,7 +7,7 @@ Locust request events): each step try with its own time, each static asset,
 each busy retry, and the purchase as a whole. The result of an attempt is the
 ledger record (see :mod:`pretix_cluster.loadtest.ledger`).
 
-Shop flow (``ShopSession`` from :mod:`pretix_cluster.shopclient`): event page,
+Shop flow (``ShopSession`` from :mod:`pretix_cluster.loadtest.buyer`): event page,
 its static assets through nginx (stylesheets, scripts, favicon, and the web
 fonts the stylesheet names, as a browser with an empty cache), add to cart with
 the async task polling, checkout start, questions (e-mail, attendee name),
@@ -34,7 +34,7 @@ from urllib.parse import urljoin, urlsplit
 
 import httpx
 
-from pretix_cluster import shopclient
+from pretix_cluster.loadtest import buyer
 from pretix_cluster.loadtest.busy import (
     Backoff,
     Verdict,
@@ -42,8 +42,8 @@ from pretix_cluster.loadtest.busy import (
     classify_shop_error,
     parse_retry_after,
 )
+from pretix_cluster.loadtest.buyer import ShopError, ShopSession
 from pretix_cluster.loadtest.config import RunConfig
-from pretix_cluster.shopclient import ShopError, ShopSession
 
 # Request types as Locust shows them (its "Type" column).
 T_STEP, T_ASSET, T_PURCHASE, T_RETRY = "STEP", "ASSET", "PURCHASE", "RETRY"
@@ -101,7 +101,7 @@ class _RetryAfter:
 
 def make_client(cfg: RunConfig, *, pool: int = 10) -> httpx.Client:
     """An httpx client like one browser: keep-alive pool, our User-Agent, the right Host."""
-    headers = {"User-Agent": shopclient.USER_AGENT}
+    headers = {"User-Agent": buyer.USER_AGENT}
     if cfg.host_header:
         headers["Host"] = cfg.host_header
     client = httpx.Client(
@@ -285,45 +285,44 @@ class ShopFlow:
             s.origin = cfg.public_origin
 
         def reload(step: str, page: str) -> Callable[[], None]:
-            """Before retrying a refused form, load its page again, as the browser shows it.
-            (ShopSession has no public "go to page"; see the report on shopclient.)"""
-            return lambda: s._get_page(step, f"{s.event_url}checkout/{page}/")
+            """Before retrying a refused form, load its page again, as the browser shows it."""
+            return lambda: s.reload_checkout_step(step, page)
 
         plan: list[tuple[str, Callable[[], Any], bool, Callable[[], None] | None]] = [
-            (shopclient.STEP_EVENT_PAGE, s.open_event, True, None),
-            (shopclient.STEP_CART_ADD, lambda: s.add_to_cart(cfg.item_id), False, None),
-            (shopclient.STEP_CHECKOUT_START, s.start_checkout, True, None),
+            (buyer.STEP_EVENT_PAGE, s.open_event, True, None),
+            (buyer.STEP_CART_ADD, lambda: s.add_to_cart(cfg.item_id), False, None),
+            (buyer.STEP_CHECKOUT_START, s.start_checkout, True, None),
             (
-                shopclient.STEP_QUESTIONS,
+                buyer.STEP_QUESTIONS,
                 lambda: s.fill_questions(identity.email, identity.name),
                 True,
-                reload(shopclient.STEP_QUESTIONS, "questions"),
+                reload(buyer.STEP_QUESTIONS, "questions"),
             ),
             (
-                shopclient.STEP_PAYMENT,
+                buyer.STEP_PAYMENT,
                 lambda: s.choose_payment(cfg.payment_provider),
                 True,
-                reload(shopclient.STEP_PAYMENT, "payment"),
+                reload(buyer.STEP_PAYMENT, "payment"),
             ),
             (
-                shopclient.STEP_CONFIRM,
+                buyer.STEP_CONFIRM,
                 s.confirm_order,
                 False,
-                reload(shopclient.STEP_CONFIRM, "confirm"),
+                reload(buyer.STEP_CONFIRM, "confirm"),
             ),
-            (shopclient.STEP_ORDER_PAGE, s.open_order, True, None),
+            (buyer.STEP_ORDER_PAGE, s.open_order, True, None),
         ]
         try:
             asset_errors = 0
             for step, action, idempotent, prepare in plan:
                 self._run_step(att, step, action, idempotent, prepare)
-                if step == shopclient.STEP_EVENT_PAGE and cfg.fetch_assets:
+                if step == buyer.STEP_EVENT_PAGE and cfg.fetch_assets:
                     t0 = time.perf_counter()
                     asset_errors = self._fetch_assets(s)
                     att.steps[STEP_ASSETS] = time.perf_counter() - t0
             return att.finish("completed", code=s.order_code, asset_errors=asset_errors)
         except StepFailed as f:
-            hint = _order_code(s.next_url) if f.step == shopclient.STEP_ORDER_PAGE else None
+            hint = _order_code(s.next_url) if f.step == buyer.STEP_ORDER_PAGE else None
             return att.finish(
                 "failed",
                 kind=f.verdict.kind,

@@ -1,4 +1,4 @@
-"""The few pretix REST API calls a load run needs, over httpx, with the team API token.
+"""The pretix REST API client, over httpx, with the team API token: the only one.
 
 A run sells from its own event, a clone of the demo event made through the
 API (``POST /events/{e}/clone/`` copies settings, plugins, the manual payment
@@ -114,9 +114,7 @@ class PretixApi:
             self.paginate(f"events/{slug}/items/"), src_items[item_id], ("internal_name", "name")
         )
         quota = _match(self.paginate(f"events/{slug}/quotas/"), src_quota, ("name",))
-        self.request(
-            "PATCH", f"events/{slug}/quotas/{quota['id']}/", json={"size": int(quota_size)}
-        )
+        self.resize_quota(slug, quota["id"], quota_size)
         self.request("PATCH", f"events/{slug}/", json={"live": True})
         return {
             "event": slug,
@@ -129,10 +127,22 @@ class PretixApi:
         """Take a finished run's event offline (its orders stay for inspection)."""
         self.request("PATCH", f"events/{slug}/", json={"live": False})
 
+    def resize_quota(self, event: str, quota_id: int, size: int) -> None:
+        self.request("PATCH", f"events/{event}/quotas/{quota_id}/", json={"size": int(size)})
+
     # -- what the accounting reads
 
     def orders(self, event: str) -> list[dict[str, Any]]:
         return list(self.paginate(f"events/{event}/orders/"))
+
+    def order(self, event: str, code: str) -> dict[str, Any] | None:
+        """One order by its code, None when the event has no such order."""
+        try:
+            return self.get(f"events/{event}/orders/{code}/")
+        except ApiError as e:
+            if e.status == 404:
+                return None
+            raise
 
     def quota_availability(self, event: str, quota_id: int) -> dict[str, Any]:
         return self.get(f"events/{event}/quotas/{quota_id}/availability/")

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from pretix_cluster import reports
+from pretix_cluster.loadtest.buyer import STEPS
 from pretix_cluster.loadtest.ledger import read_ledger
 from pretix_cluster.loadtest.shapes import Plan
 from pretix_cluster.loadtest.summary import (
@@ -46,7 +47,6 @@ from pretix_cluster.loadtest.summary import (
     Throughput,
 )
 from pretix_cluster.reports import svgplot
-from pretix_cluster.shopclient import STEPS
 
 WINDOW_S = 30.0
 

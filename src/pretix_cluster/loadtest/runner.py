@@ -201,13 +201,81 @@ class Progress:
         return t
 
 
+@dataclasses.dataclass(frozen=True)
+class _Shop:
+    """Where the run buys: the demo shop of ``cluster`` as this machine reaches it."""
+
+    info: dict[str, Any]
+    token: str
+    token_file: Path
+    base_url: str
+    host: str | None  # the Host header nginx expects, when it differs from base_url's
+
+    def api(self, timeout: float) -> PretixApi:
+        return PretixApi(
+            self.base_url,
+            self.token,
+            self.info["organizer"],
+            host_header=self.host,
+            timeout=timeout,
+        )
+
+
+@dataclasses.dataclass
+class _LocustRun:
+    """What running Locust gave: its exit code, the times and the CPU around it."""
+
+    rc: int
+    t_launch: float
+    t_end: float
+    generator_samples: list[tuple[float, float]]
+    generator_cpu_s: float
+    host_busy_s: float
+    orchestrator_cpu0: float
+
+
 def run_loadtest(cluster: Cluster, opts: LoadOptions, console: Console | None = None) -> RunResult:
     """One complete load run against ``cluster``; see the module doc."""
     console = console or Console(stderr=True)
     say = (lambda *a: None) if opts.quiet else console.print
     _validate(opts)
+    shop = _reach_shop(cluster)
+    stamp, run_id = _now_id()
+    out = (opts.out or Path("results") / stamp).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+
+    api = shop.api(opts.timeout)
+    created: str | None = None  # the run's event, taken off sale at the end whatever happens
+    try:
+        cfg = _prepare_event(api, cluster, shop, opts, run_id, out, say)
+        created = cfg.event
+        cluster_cpu = cpu_module.ClusterCpu(cluster.client, cluster.spec.stack)
+        idle_rate = _idle_cpu(cluster, say)
+        calibration = _calibrate(cfg, opts, shop.token, say)
+        plan = _plan(api, cfg, opts, calibration, say)
+        config_path = out / "config.json"
+        cfg.write(config_path)
+        meta = _meta(cluster, opts, cfg, calibration, out)
+        run = _run_measured(cfg, opts, config_path, out, plan, cluster_cpu, console)
+        time.sleep(SETTLE_S)
+        ledger = read_ledger(Path(cfg.ledger_dir))
+        t_start = _test_start(out, ledger, run.t_launch)
+        acc = _account(api, cfg, ledger, say)
+    finally:
+        if created and not opts.keep_live:
+            with contextlib.suppress(ApiError, httpx.HTTPError):
+                api.close_event(created)
+        api.close()
+
+    cpu = _cpu_figures(run, cluster_cpu, idle_rate)
+    meta["locust_exit_code"] = run.rc
+    return _report(out, meta, plan, ledger, t_start, acc, cpu, run, cluster_cpu)
+
+
+def _reach_shop(cluster: Cluster) -> _Shop:
+    """The demo shop, its API token and how to reach it; refuses when it is not healthy."""
     spec = cluster.spec
-    shop = cluster.shop_info()
+    info = cluster.shop_info()
     token = cluster.api_token()
     token_file = cluster.secrets.path("pretix_api_token")
     if not token:
@@ -215,152 +283,204 @@ def run_loadtest(cluster: Cluster, opts: LoadOptions, console: Console | None = 
     base_url = spec.local_url()
     host = spec.shop_netloc if spec.shop_netloc != base_url.split("://", 1)[1] else None
     _check_shop(base_url, host)
+    return _Shop(info, token, token_file, base_url, host)
 
-    stamp, run_id = _now_id()
-    out = (opts.out or Path("results") / stamp).resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    ledger_dir = out / "ledger"
 
-    api = PretixApi(base_url, token, shop["organizer"], host_header=host, timeout=opts.timeout)
-    created: str | None = None  # the run's event, taken off sale at the end whatever happens
+def _prepare_event(
+    api: PretixApi,
+    cluster: Cluster,
+    shop: _Shop,
+    opts: LoadOptions,
+    run_id: str,
+    out: Path,
+    say,
+) -> RunConfig:
+    """The run's own event, a clone of the demo event, and the run's config pointing at it."""
+    info = shop.info
+    quota = opts.quota or (OVERSELL_QUOTA if opts.oversell else int(info["quota_size"]))
+    say(f"run {run_id}: creating event {run_id} (clone of {info['event']}, quota {quota})")
     try:
-        quota = opts.quota or (OVERSELL_QUOTA if opts.oversell else int(shop["quota_size"]))
-        say(f"run {run_id}: creating event {run_id} (clone of {shop['event']}, quota {quota})")
-        try:
-            ev = api.clone_event(
-                shop["event"],
-                run_id,
-                f"Load test {run_id}",
-                quota_size=quota,
-                item_id=int(shop["item_id"]),
-                quota_id=int(shop["quota_id"]),
-            )
-        except (ApiError, httpx.HTTPError) as e:
-            raise UserError(f"could not create the run's event through the API: {e}") from e
-        created = ev["event"]
-
-        cfg = RunConfig(
-            run_id=run_id,
-            scenario=opts.scenario,  # type: ignore[arg-type]
-            base_url=base_url,
-            host_header=host,
-            organizer=shop["organizer"],
-            event=ev["event"],
-            item_id=ev["item_id"],
-            quota_id=ev["quota_id"],
-            quota_size=ev["quota_size"],
-            ledger_dir=str(ledger_dir),
-            plan={},
-            pace_s=1.0,
-            token_file=str(token_file),
-            public_origin=spec.cluster.url if host else None,
-            fetch_assets=opts.assets,
-            timeout_s=opts.timeout,
+        ev = api.clone_event(
+            info["event"],
+            run_id,
+            f"Load test {run_id}",
+            quota_size=quota,
+            item_id=int(info["item_id"]),
+            quota_id=int(info["quota_id"]),
         )
+    except (ApiError, httpx.HTTPError) as e:
+        raise UserError(f"could not create the run's event through the API: {e}") from e
+    return RunConfig(
+        run_id=run_id,
+        scenario=opts.scenario,  # type: ignore[arg-type]
+        base_url=shop.base_url,
+        host_header=shop.host,
+        organizer=info["organizer"],
+        event=ev["event"],
+        item_id=ev["item_id"],
+        quota_id=ev["quota_id"],
+        quota_size=ev["quota_size"],
+        ledger_dir=str(out / "ledger"),
+        plan={},
+        pace_s=1.0,
+        token_file=str(shop.token_file),
+        public_origin=cluster.spec.cluster.url if shop.host else None,
+        fetch_assets=opts.assets,
+        timeout_s=opts.timeout,
+    )
 
-        cluster_cpu = cpu_module.ClusterCpu(cluster.client, spec.stack)
-        say(f"measuring the idle cluster for {IDLE_SAMPLE_S:.0f} s")
-        idle_cpu = cpu_module.ClusterCpu(cluster.client, spec.stack)
-        idle_cpu.sample()
-        time.sleep(IDLE_SAMPLE_S)
-        idle_cpu.sample()
-        idle_rate = {c: s / IDLE_SAMPLE_S for c, s in idle_cpu.by_component().items()}
 
-        calibration = _calibrate(cfg, opts, token, say)
-        pace = shapes.pace_for(calibration["purchase_s"], opts.think)
-        target = opts.target
-        if opts.users:
-            target = opts.users * 60 / pace
-        plan = shapes.make_plan(
-            opts.shape,
-            target_per_min=target,
-            duration_s=opts.duration,
-            pace_s=pace,
-            max_users=max(opts.max_users, opts.users or 1),
+def _idle_cpu(cluster: Cluster, say) -> dict[str, float]:
+    """CPU-seconds per second of each component of the idle cluster: the floor under figures."""
+    say(f"measuring the idle cluster for {IDLE_SAMPLE_S:.0f} s")
+    idle_cpu = cpu_module.ClusterCpu(cluster.client, cluster.spec.stack)
+    idle_cpu.sample()
+    time.sleep(IDLE_SAMPLE_S)
+    idle_cpu.sample()
+    return {c: s / IDLE_SAMPLE_S for c, s in idle_cpu.by_component().items()}
+
+
+def _plan(
+    api: PretixApi, cfg: RunConfig, opts: LoadOptions, calibration: dict[str, Any], say
+) -> shapes.Plan:
+    """The load plan from the calibrated purchase time; the quota grows to fit its demand."""
+    pace = shapes.pace_for(calibration["purchase_s"], opts.think)
+    target = opts.users * 60 / pace if opts.users else opts.target
+    plan = shapes.make_plan(
+        opts.shape,
+        target_per_min=target,
+        duration_s=opts.duration,
+        pace_s=pace,
+        max_users=max(opts.max_users, opts.users or 1),
+    )
+    _fit_quota(api, cfg, opts, plan.expected_purchases())
+    cfg.plan = plan.to_dict()
+    cfg.pace_s = pace
+    for line in shapes.describe(plan):
+        say(f"  {line}")
+    return plan
+
+
+def _fit_quota(api: PretixApi, cfg: RunConfig, opts: LoadOptions, expected: float) -> None:
+    """An oversell run needs more demand than quota; any other run must never run out."""
+    quota = cfg.quota_size
+    if opts.oversell and expected <= quota * 1.2:
+        raise UserError(
+            f"--oversell needs more demand than the quota ({quota}), but the plan offers only "
+            f"~{expected:.0f} purchases: raise --target/--duration or lower --quota."
         )
-        expected = plan.expected_purchases()
-        if opts.oversell and expected <= quota * 1.2:
-            raise UserError(
-                f"--oversell needs more demand than the quota ({quota}), but the plan offers only "
-                f"~{expected:.0f} purchases: raise --target/--duration or lower --quota."
-            )
-        if not opts.oversell and not opts.quota and expected * 1.5 > quota:
-            quota = int(expected * 2) + 100
-            api.request("PATCH", f"events/{cfg.event}/quotas/{cfg.quota_id}/", json={"size": quota})
-            cfg.quota_size = quota
-        cfg.plan = plan.to_dict()
-        cfg.pace_s = pace
-        config_path = out / "config.json"
-        cfg.write(config_path)
-        for line in shapes.describe(plan):
-            say(f"  {line}")
+    if not opts.oversell and not opts.quota and expected * 1.5 > quota:
+        cfg.quota_size = int(expected * 2) + 100
+        api.resize_quota(cfg.event, cfg.quota_id, cfg.quota_size)
 
-        meta = {
-            "run_id": run_id,
-            "stack": spec.stack,
-            "scenario": opts.scenario,
-            "shape": opts.shape,
-            "target_per_min": opts.target,
-            "users_override": opts.users,
-            "duration_s": opts.duration,
-            "oversell": opts.oversell,
-            "event": cfg.event,
-            "quota_size": cfg.quota_size,
-            "base_url": base_url,
-            "processes": opts.processes,
-            "assets": opts.assets,
-            "calibration": calibration,
-            "started_at": dt.datetime.now(dt.UTC).isoformat(),
-            "out": str(out),
-        }
 
-        orchestrator_cpu0 = cpu_module.self_rusage_seconds()
-        children0 = cpu_module.children_rusage_seconds()
-        host0 = cpu_module.host_cpu()
-        cluster_cpu.sample()
-        t_launch = time.time()
-        gen_samples, rc = _run_locust(cfg, opts, config_path, out, plan, cluster_cpu, console)
-        t_end = time.time()
-        cluster_cpu.sample()
-        generator_cpu = cpu_module.children_rusage_seconds() - children0
-        host1 = cpu_module.host_cpu()
+def _meta(
+    cluster: Cluster,
+    opts: LoadOptions,
+    cfg: RunConfig,
+    calibration: dict[str, Any],
+    out: Path,
+) -> dict[str, Any]:
+    return {
+        "run_id": cfg.run_id,
+        "stack": cluster.spec.stack,
+        "scenario": opts.scenario,
+        "shape": opts.shape,
+        "target_per_min": opts.target,
+        "users_override": opts.users,
+        "duration_s": opts.duration,
+        "oversell": opts.oversell,
+        "event": cfg.event,
+        "quota_size": cfg.quota_size,
+        "base_url": cfg.base_url,
+        "processes": opts.processes,
+        "assets": opts.assets,
+        "calibration": calibration,
+        "started_at": dt.datetime.now(dt.UTC).isoformat(),
+        "out": str(out),
+    }
 
-        time.sleep(SETTLE_S)
-        ledger = read_ledger(ledger_dir)
-        t_start = _test_start(out, ledger, t_launch)
-        say("accounting: the event's orders against the buyers' ledger")
-        try:
-            acc = accounting_module.account(
-                api,
-                run_id=run_id,
-                event=cfg.event,
-                item_id=cfg.item_id,
-                quota_id=cfg.quota_id,
-                quota_size=cfg.quota_size,
-                ledger=ledger,
-            )
-        except (ApiError, httpx.HTTPError) as e:
-            acc = {"ok": False, "problems": [f"accounting failed: {e}"], "error": str(e)}
-    finally:
-        if created and not opts.keep_live:
-            with contextlib.suppress(ApiError, httpx.HTTPError):
-                api.close_event(created)
-        api.close()
 
-    cpu = {
-        "generator_cpu_s": generator_cpu,
+def _run_measured(
+    cfg: RunConfig,
+    opts: LoadOptions,
+    config_path: Path,
+    out: Path,
+    plan: shapes.Plan,
+    cluster_cpu: cpu_module.ClusterCpu,
+    console: Console,
+) -> _LocustRun:
+    """Locust from start to end, with the CPU of the generator, the host and the cluster."""
+    orchestrator_cpu0 = cpu_module.self_rusage_seconds()
+    children0 = cpu_module.children_rusage_seconds()
+    host0 = cpu_module.host_cpu()
+    cluster_cpu.sample()
+    t_launch = time.time()
+    gen_samples, rc = _run_locust(cfg, opts, config_path, out, plan, cluster_cpu, console)
+    t_end = time.time()
+    cluster_cpu.sample()
+    generator_cpu = cpu_module.children_rusage_seconds() - children0
+    host1 = cpu_module.host_cpu()
+    return _LocustRun(
+        rc=rc,
+        t_launch=t_launch,
+        t_end=t_end,
+        generator_samples=gen_samples,
+        generator_cpu_s=generator_cpu,
+        host_busy_s=host1[0] - host0[0],
+        orchestrator_cpu0=orchestrator_cpu0,
+    )
+
+
+def _account(api: PretixApi, cfg: RunConfig, ledger: list[dict[str, Any]], say) -> dict[str, Any]:
+    """The event's orders against the ledger; an unreachable API is a failed accounting."""
+    say("accounting: the event's orders against the buyers' ledger")
+    try:
+        return accounting_module.account(
+            api,
+            run_id=cfg.run_id,
+            event=cfg.event,
+            item_id=cfg.item_id,
+            quota_id=cfg.quota_id,
+            quota_size=cfg.quota_size,
+            ledger=ledger,
+        )
+    except (ApiError, httpx.HTTPError) as e:
+        return {"ok": False, "problems": [f"accounting failed: {e}"], "error": str(e)}
+
+
+def _cpu_figures(
+    run: _LocustRun, cluster_cpu: cpu_module.ClusterCpu, idle_rate: dict[str, float]
+) -> dict[str, Any]:
+    return {
+        "generator_cpu_s": run.generator_cpu_s,
         "cluster_by_component": cluster_cpu.by_component(),
         "cluster_by_service": cluster_cpu.by_service(),
         "idle_per_s_by_component": idle_rate,
-        "host_busy_s": host1[0] - host0[0],
+        "host_busy_s": run.host_busy_s,
         "host_cores": os.cpu_count(),
-        "orchestrator_cpu_s": cpu_module.self_rusage_seconds() - orchestrator_cpu0,
+        "orchestrator_cpu_s": cpu_module.self_rusage_seconds() - run.orchestrator_cpu0,
         "containers": cluster_cpu.containers(),
         "method": "cgroup files"
         if any(cpu_module.cgroup_cpu_seconds(c) is not None for c in list(cluster_cpu.last)[:1])
         else "docker stats API",
     }
-    meta["locust_exit_code"] = rc
+
+
+def _report(
+    out: Path,
+    meta: dict[str, Any],
+    plan: shapes.Plan,
+    ledger: list[dict[str, Any]],
+    t_start: float,
+    acc: dict[str, Any],
+    cpu: dict[str, Any],
+    run: _LocustRun,
+    cluster_cpu: cpu_module.ClusterCpu,
+) -> RunResult:
+    """The JSON summary, the HTML report and the CPU samples, written to ``out``."""
+    t_end = run.t_end
+    gen_samples = run.generator_samples
     stats = report.read_csv(out / "locust_stats.csv")
     history = report.read_csv(out / "locust_stats_history.csv")
     summary = report.build_summary(
@@ -491,9 +611,7 @@ def _run_locust(
     env = {**os.environ, CONFIG_ENV: str(config_path)}
     cmd = locust_command(cfg, opts, out)
     (out / "locust_command.txt").write_text(" ".join(cmd) + "\n")
-    deadline_s = plan.duration_s + opts.stop_timeout + 90 + (60 if opts.ui else 0)
     progress = Progress(Path(cfg.ledger_dir), out / "locust_stats_history.csv", plan)
-    gen_samples: list[tuple[float, float]] = []
     with (out / "locust.out").open("wb") as log:
         proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
         if opts.ui:
@@ -501,35 +619,55 @@ def _run_locust(
                 f"Locust web UI: http://127.0.0.1:{opts.web_port}/ (the test starts at once, "
                 f"ends with the plan after {plan.duration_s:.0f} s; the UI stays 60 s longer)"
             )
-        t0 = time.time()
-        last_cpu = (t0, 0.0, 0.0)
+        watch = _LocustWatch(proc, cluster_cpu, progress)
         try:
-            with Live(
-                console=console, refresh_per_second=1, transient=False, auto_refresh=False
-            ) as live:
-                while proc.poll() is None:
-                    time.sleep(2.0)
-                    now = time.time()
-                    if now - t0 > deadline_s:
-                        console.print("[yellow]deadline reached: stopping Locust[/]")
-                        _stop(proc)
-                        break
-                    cluster_cpu.sample()
-                    gen = cpu_module.tree_cpu_seconds(proc.pid)
-                    gen_samples.append((now, gen))
-                    cl = sum(cluster_cpu.by_component().values())
-                    dt_s = now - last_cpu[0] or 1.0
-                    gen_cores = (gen - last_cpu[1]) / dt_s
-                    cl_cores = (cl - last_cpu[2]) / dt_s
-                    last_cpu = (now, gen, cl)
-                    progress.update()
-                    if not opts.quiet:
-                        live.update(progress.table(now - t0, gen_cores, cl_cores), refresh=True)
+            _watch_until_done(watch, opts, plan, console)
         except KeyboardInterrupt:
             console.print("interrupted: stopping Locust, then accounting for what ran")
             _stop(proc)
         rc = proc.wait()
-    return gen_samples, rc
+    return watch.generator_samples, rc
+
+
+class _LocustWatch:
+    """Samples while Locust runs: generator and cluster CPU (as cores), and the progress."""
+
+    def __init__(
+        self, proc: subprocess.Popen, cluster_cpu: cpu_module.ClusterCpu, progress: Progress
+    ):
+        self.proc, self.cluster_cpu, self.progress = proc, cluster_cpu, progress
+        self.t0 = time.time()
+        self.generator_samples: list[tuple[float, float]] = []
+        self._last = (self.t0, 0.0, 0.0)  # (time, generator CPU-s, cluster CPU-s)
+
+    def sample(self) -> Table:
+        now = time.time()
+        self.cluster_cpu.sample()
+        gen = cpu_module.tree_cpu_seconds(self.proc.pid)
+        self.generator_samples.append((now, gen))
+        cl = sum(self.cluster_cpu.by_component().values())
+        last_t, last_gen, last_cl = self._last
+        dt_s = now - last_t or 1.0
+        self._last = (now, gen, cl)
+        self.progress.update()
+        return self.progress.table(now - self.t0, (gen - last_gen) / dt_s, (cl - last_cl) / dt_s)
+
+
+def _watch_until_done(
+    watch: _LocustWatch, opts: LoadOptions, plan: shapes.Plan, console: Console
+) -> None:
+    """Every 2 s a sample and the live table, until Locust ends or its hard deadline."""
+    deadline_s = plan.duration_s + opts.stop_timeout + 90 + (60 if opts.ui else 0)
+    with Live(console=console, refresh_per_second=1, transient=False, auto_refresh=False) as live:
+        while watch.proc.poll() is None:
+            time.sleep(2.0)
+            if time.time() - watch.t0 > deadline_s:
+                console.print("[yellow]deadline reached: stopping Locust[/]")
+                _stop(watch.proc)
+                return
+            table = watch.sample()
+            if not opts.quiet:
+                live.update(table, refresh=True)
 
 
 def _stop(proc: subprocess.Popen) -> None:
