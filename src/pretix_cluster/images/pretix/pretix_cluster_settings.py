@@ -17,8 +17,15 @@ pretix.cfg cannot express:
 * Logging goes to the console only (container logs); pretix's file handlers
   (``<datadir>/logs/pretix.log``, ``csp.log``) would grow without bound in the
   container's writable layer.  Set ``[pretix_cluster] file_logs = on`` to keep them.
+* Media on S3-compatible storage: a ``[pretix_cluster_s3]`` section (endpoint,
+  bucket, region, access_key, secret_key) makes django-storages' S3 backend
+  Django's default storage, so every web and worker replica on every machine
+  reads and writes the same media. pretix.cfg cannot say this (pretix's docs:
+  S3 only through a custom settings module). Files are private; pretix's
+  links to them are signed (query-string auth).
 """
 
+from django.conf import global_settings
 from pretix.settings import *  # noqa: F403
 from pretix.settings import DATABASES, EMAIL_BACKEND, LOGGING, config
 
@@ -37,3 +44,24 @@ EMAIL_BACKEND = _MAIL_BACKENDS.get(_backend.lower(), _backend) or EMAIL_BACKEND
 if not config.getboolean("pretix_cluster", "file_logs", fallback=False):
     for _name in ("file", "csp_file"):
         LOGGING["handlers"][_name] = {"class": "logging.NullHandler"}
+
+S3_SECTION = "pretix_cluster_s3"
+if config.has_section(S3_SECTION):
+    _s3 = dict(config.items(S3_SECTION))
+    STORAGES = {
+        **global_settings.STORAGES,
+        "default": {
+            "BACKEND": "storages.backends.s3.S3Storage",
+            "OPTIONS": {
+                "endpoint_url": _s3["endpoint"],
+                "bucket_name": _s3["bucket"],
+                "region_name": _s3.get("region") or None,
+                "access_key": _s3["access_key"],
+                "secret_key": _s3["secret_key"],
+                "default_acl": "private",
+                "querystring_auth": True,
+                # Two uploads of the same name must never replace each other's file.
+                "file_overwrite": False,
+            },
+        },
+    }
