@@ -21,6 +21,7 @@ from pretix_cluster.chaos import cli as chaos_cli
 from pretix_cluster.cluster import Cluster
 from pretix_cluster.errors import UserError
 from pretix_cluster.images import build as image_build
+from pretix_cluster.lab import cli as lab_cli
 from pretix_cluster.loadtest import cli as loadtest_cli
 from pretix_cluster.spec import DEFAULT_SPEC_FILE, ClusterSpec, parse_spec, spec_toml
 
@@ -35,6 +36,7 @@ out = Console(soft_wrap=True)
 app.add_typer(loadtest_cli.app, name="loadtest")
 app.add_typer(chaos_cli.app, name="chaos")
 app.add_typer(bench_cli.app, name="bench")
+app.add_typer(lab_cli.app, name="lab")
 
 SpecOption = Annotated[
     Path, typer.Option("--spec", "-f", help="the cluster spec", envvar="PRETIX_CLUSTER_SPEC")
