@@ -136,9 +136,8 @@ def _print_json(lab: control.LabStatus) -> None:
 
 def _print_lab(lab: control.LabStatus) -> None:
     table = Table(title=f"lab {lab.name} ({lab.subnet})", title_justify="left")
-    for column in ("node", "container", "ip", "role", "availability", "state", "leader"):
+    for column in ("node", "container", "ip", "role", "state", "manager"):
         table.add_column(column)
-    table.add_column("DOCKER_HOST")
     for node in lab.nodes:
         swarm = node.swarm
         table.add_row(
@@ -146,10 +145,14 @@ def _print_lab(lab: control.LabStatus) -> None:
             node.container,
             node.ip,
             swarm.role if swarm else "-",
-            swarm.availability if swarm else "-",
-            swarm.state if swarm else "not in the swarm",
+            f"{swarm.state}/{swarm.availability}" if swarm else "not in the swarm",
             "leader" if swarm and swarm.leader else (swarm.reachability if swarm else ""),
-            node.docker_host,
         )
     out.print(table)
-    out.print(f"registry: {lab.registry or 'not running'} (host pushes via {lab.registry_host})")
+    if lab.registry:
+        out.print(
+            f"registry: {lab.registry.address} (the host pushes via {lab.registry.host_address})"
+        )
+    else:
+        out.print("registry: not running")
+    out.print(f"DOCKER_HOST: {lab.docker_host or 'no ready manager'}")

@@ -24,9 +24,12 @@ from pretix_cluster.lab.images import ensure_lab_images
 from pretix_cluster.lab.membership import SwarmNode
 from pretix_cluster.lab.names import NETWORK_ROLE, NODE_ROLE, REGISTRY_ROLE, LabNames
 from pretix_cluster.lab.nodes import NodePlan
+from pretix_cluster.lab.registry import Registry
 
 HOST_DAEMON = "unix:///var/run/docker.sock"
 STOP_TIMEOUT = 20
+# A manager answers slowly while the swarm elects a new leader (seconds after a node dies).
+STATUS_TIMEOUT = 15
 
 Progress = Callable[[str], None]
 
@@ -71,8 +74,7 @@ class LabNode:
 class LabStatus:
     name: str
     subnet: str
-    registry: str | None  # <ip>:5000 as nodes pull from it; None when it is not running
-    registry_host: str | None  # 127.0.0.1:<port> as the host pushes to it
+    registry: Registry | None  # None when it is not running
     nodes: list[LabNode] = field(default_factory=list)
 
     @property
@@ -273,12 +275,10 @@ def status(name: str) -> LabStatus:
     addresses = _network_addresses(network[0])
     containers = _node_containers(host, names)
     swarm_view = _swarm_view(addresses, containers)
-    reg = registry.find_registry(host, names, addresses)
     return LabStatus(
         name=names.lab,
         subnet=str(addresses.subnet),
-        registry=reg.address if reg else None,
-        registry_host=reg.host_address if reg else None,
+        registry=registry.find_registry(host, names, addresses),
         nodes=[
             LabNode(
                 index=index,
@@ -299,12 +299,20 @@ def _swarm_view(addresses: LabAddresses, containers: dict) -> dict[str, SwarmNod
         if container.status != "running":
             continue
         try:
-            client = nodes.node_client(addresses.docker_host(index), timeout=5)
+            client = nodes.node_client(addresses.docker_host(index), timeout=STATUS_TIMEOUT)
             if membership.is_manager(client):
                 return {n.hostname: n for n in membership.swarm_nodes(client)}
-        except docker.errors.DockerException:
+        except nodes.UNREACHABLE:
             continue
     return {}
+
+
+def push_images(name: str, images: list[str], progress: Progress) -> dict[str, str]:
+    """Push local images to the lab's registry; local name -> the name every node pulls."""
+    lab = status(name)
+    if lab.registry is None:
+        raise UserError(f"The registry of lab '{name}' is not running; run `lab up` first.")
+    return registry.push_images(host_client(), lab.registry, images, progress)
 
 
 # --- one node: kill and start ---------------------------------------------------------------

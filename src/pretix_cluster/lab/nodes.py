@@ -14,6 +14,7 @@ from pathlib import Path
 
 import docker
 import docker.errors
+import requests.exceptions
 
 from pretix_cluster.errors import UserError
 from pretix_cluster.lab.addresses import DOCKER_API_PORT, LabAddresses
@@ -22,6 +23,8 @@ from pretix_cluster.lab.names import NODE_ROLE, LabNames
 # Where the host's shared directory appears in every node, for bind mounts of lab services.
 NODE_SHARED_DIR = "/srv/pretix-cluster-shared"
 API_TIMEOUT = 30
+# What a node's API raises when its daemon is gone or busy (a read timeout is no DockerException).
+UNREACHABLE = (docker.errors.DockerException, requests.exceptions.RequestException)
 
 
 @dataclass(frozen=True)
@@ -99,7 +102,7 @@ def wait_api(docker_host: str, name: str, timeout: float = API_TIMEOUT) -> docke
             client = node_client(docker_host)
             client.ping()
             return client
-        except docker.errors.DockerException:
+        except UNREACHABLE:
             if time.monotonic() > deadline:
                 raise UserError(
                     f"The Docker daemon of {name} ({docker_host}) did not answer within "
