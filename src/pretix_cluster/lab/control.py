@@ -42,15 +42,19 @@ class LabSpec:
     shared_dir: Path | None = None  # a host directory seen by every node at NODE_SHARED_DIR
 
     def validate(self) -> LabNames:
-        if self.nodes == 2 or self.nodes < 1:
+        if self.nodes < 1:
+            raise UserError(f"A lab needs at least one node, not {self.nodes}; use --nodes 3.")
+        if self.nodes == 2:
             raise UserError(
-                f"A lab of {self.nodes} node(s) has no majority that survives a loss; "
+                "Two managers have no majority that survives a loss; "
                 "use --nodes 3 (or more), or --nodes 1 for a single machine."
             )
         if self.nodes > MAX_NODES:
             raise UserError(f"A lab has at most {MAX_NODES} nodes on one machine; use fewer.")
         if self.shared_dir is not None and not self.shared_dir.is_dir():
             raise UserError(f"The shared directory {self.shared_dir} does not exist; create it.")
+        if self.subnet is not None:
+            LabAddresses.parse(self.subnet)
         return LabNames.checked(self.name)
 
 

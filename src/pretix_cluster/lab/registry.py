@@ -139,7 +139,7 @@ def push_images(
     pushed = {}
     for image in images:
         through = qualified(image, registry.host_address)
-        repository, tag = _split_tag(through)
+        repository, tag = split_tag(through)
         try:
             host.images.get(image).tag(repository, tag)
         except docker.errors.ImageNotFound:
@@ -159,7 +159,7 @@ def push_images(
     return pushed
 
 
-def _split_tag(name: str) -> tuple[str, str]:
+def split_tag(name: str) -> tuple[str, str]:
     """'host:5000/a/b:tag' -> ('host:5000/a/b', 'tag'); a name without tag means latest."""
     repository, sep, tag = name.rpartition(":")
     if not sep or "/" in tag:
