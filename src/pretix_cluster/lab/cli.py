@@ -131,7 +131,8 @@ def down(
 
 
 def _print_json(lab: control.LabStatus) -> None:
-    out.print_json(json.dumps(lab.as_dict()))
+    # Raw, not through rich: JSON must not be wrapped.
+    sys.stdout.write(json.dumps(lab.as_dict(), indent=2) + "\n")
 
 
 def _print_lab(lab: control.LabStatus) -> None:
