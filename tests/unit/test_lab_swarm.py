@@ -234,3 +234,33 @@ def test_wait_ready_gives_up_with_a_sentence(monkeypatch):
     manager = FakeManager(RECORDED["node1-killed"])
     with pytest.raises(UserError, match="lab-1 did not become Ready"):
         membership.wait_ready(manager, ["lab-1", "lab-2"], lambda _: None, timeout=0)
+
+
+def test_docker_host_prefers_the_leader_over_a_lower_numbered_manager():
+    # After `lab start lab-1`: lab-1 is back as a reachable manager, lab-2 stays the leader.
+    back = dict(
+        RECORDED["node1-killed"][0],
+        Status={"State": "ready", "Addr": "172.30.0.11"},
+        ManagerStatus={"Reachability": "reachable", "Addr": "172.30.0.11:2377"},
+    )
+    view = {
+        n.hostname: n for n in map(SwarmNode.from_inspect, [back, *RECORDED["node1-killed"][1:]])
+    }
+    lab = LabStatus(
+        name="lab",
+        subnet="172.30.0.0/24",
+        registry=None,
+        nodes=[
+            LabNode(
+                i,
+                f"lab-{i}",
+                "running",
+                f"172.30.0.1{i}",
+                f"tcp://172.30.0.1{i}:2375",
+                view[f"lab-{i}"],
+            )
+            for i in (1, 2, 3)
+        ],
+    )
+    assert all(n.ready for n in lab.nodes)
+    assert lab.docker_host == "tcp://172.30.0.12:2375"
