@@ -264,3 +264,17 @@ def test_docker_host_prefers_the_leader_over_a_lower_numbered_manager():
     )
     assert all(n.ready for n in lab.nodes)
     assert lab.docker_host == "tcp://172.30.0.12:2375"
+
+
+def test_an_old_entry_of_a_node_that_came_back_on_a_fresh_disk_is_stale():
+    # lab-3 lost its disk and joined again under a new ID; its old entry may still say Ready.
+    old = parsed("healthy")
+    rejoined = SwarmNode.from_inspect(dict(RECORDED["healthy"][2], ID="rbbqg62326itoxmna5rnkrg2s"))
+    live = [old["lab-1"].id, old["lab-2"].id, rejoined.id]
+    stale = membership.stale_entries([*old.values(), rejoined], live)
+    assert [(n.hostname, n.id) for n in stale] == [("lab-3", old["lab-3"].id)]
+
+
+def test_entries_of_other_machines_are_never_stale():
+    nodes = list(parsed("node1-killed").values())
+    assert membership.stale_entries(nodes, [nodes[1].id, nodes[2].id]) == []

@@ -94,26 +94,40 @@ def join(
     )
 
 
-def remove_stale_entries(manager: docker.DockerClient, live_ids: Iterable[str]) -> list[str]:
-    """Entries left by a node that came back on a fresh disk (same hostname, new ID).
+def stale_entries(nodes: list[SwarmNode], live_ids: Iterable[str]) -> list[SwarmNode]:
+    """Entries left by a node that came back on a fresh disk: its hostname, an old ID.
 
-    A stale manager must be demoted first: Swarm refuses to remove a manager.
+    The lab nodes' own daemons say which IDs are alive; the swarm may still call
+    an old entry Ready for a few heartbeats, so its state decides nothing.
     """
     live = set(live_ids)
-    nodes = swarm_nodes(manager)
     live_hostnames = {n.hostname for n in nodes if n.id in live}
+    return [n for n in nodes if n.id not in live and n.hostname in live_hostnames]
+
+
+def remove_stale_entries(manager: docker.DockerClient, live_ids: Iterable[str]) -> list[str]:
     removed = []
-    for node in nodes:
-        if node.id in live or node.hostname not in live_hostnames or node.state == "ready":
-            continue
-        entry = manager.nodes.get(node.id)
+    for node in stale_entries(swarm_nodes(manager), live_ids):
         if node.role == "manager":
-            spec = dict(entry.attrs["Spec"], Role="worker")
-            entry.update(spec)
-            entry.reload()
-        manager.api.remove_node(node.id, force=True)
+            # Swarm removes only workers: demote first, out of the managers' quorum.
+            entry = manager.nodes.get(node.id)
+            entry.update(dict(entry.attrs["Spec"], Role="worker"))
+        _remove_when_demoted(manager, node.id)
         removed.append(f"{node.hostname} ({node.id[:12]})")
     return removed
+
+
+def _remove_when_demoted(manager: docker.DockerClient, node_id: str) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT
+    while True:
+        try:
+            manager.api.remove_node(node_id, force=True)
+            return
+        except docker.errors.APIError:
+            # The demotion leaves the raft group asynchronously.
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1)
 
 
 def wait_ready(
