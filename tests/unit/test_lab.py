@@ -15,7 +15,7 @@ from pretix_cluster.lab.addresses import (
     parse_route_table,
 )
 from pretix_cluster.lab.names import LAB_LABEL, ROLE_LABEL, LabNames
-from pretix_cluster.lab.nodes import NODE_SHARED_DIR, NodePlan
+from pretix_cluster.lab.nodes import NODE_SHARED_DIR, NodePlan, shared_dir_of
 from pretix_cluster.lab.registry import Registry, create_kwargs, qualified, split_tag
 
 NAMES = LabNames("lab")
@@ -140,6 +140,42 @@ def test_the_shared_directory_is_mounted_only_when_given(tmp_path):
     assert all(v["bind"] != NODE_SHARED_DIR for v in plan().create_kwargs()["volumes"].values())
     volumes = plan(tmp_path).create_kwargs()["volumes"]
     assert volumes[str(tmp_path)] == {"bind": NODE_SHARED_DIR, "mode": "rw"}
+
+
+# `docker inspect lab-1` .Mounts, recorded from a lab made with --shared-dir /tmp/labshared.
+NODE_MOUNTS = [
+    {
+        "Type": "bind",
+        "Source": "/sys/fs/cgroup",
+        "Destination": "/sys/fs/cgroup",
+        "Mode": "rw",
+        "RW": True,
+        "Propagation": "rprivate",
+    },
+    {
+        "Type": "volume",
+        "Name": "lab-1-disk",
+        "Source": "/var/lib/docker/volumes/lab-1-disk/_data",
+        "Destination": "/var/lib/docker",
+        "Driver": "local",
+        "Mode": "rw",
+        "RW": True,
+        "Propagation": "",
+    },
+    {
+        "Type": "bind",
+        "Source": "/tmp/labshared",
+        "Destination": "/srv/pretix-cluster-shared",
+        "Mode": "rw",
+        "RW": True,
+        "Propagation": "rprivate",
+    },
+]
+
+
+def test_the_shared_directory_of_an_existing_node_is_read_from_its_mounts():
+    assert shared_dir_of({"Mounts": NODE_MOUNTS}) == "/tmp/labshared"
+    assert shared_dir_of({"Mounts": NODE_MOUNTS[:2]}) is None
 
 
 # --- the registry --------------------------------------------------------------------------

@@ -16,13 +16,15 @@ from pathlib import Path
 
 import docker
 import docker.errors
+import docker.types
+from docker.models.containers import Container
 
 from pretix_cluster.errors import UserError
 from pretix_cluster.lab import membership, nodes, registry
 from pretix_cluster.lab.addresses import MAX_NODES, LabAddresses, choose_subnet, host_routes
 from pretix_cluster.lab.images import ensure_lab_images
 from pretix_cluster.lab.membership import SwarmNode
-from pretix_cluster.lab.names import NETWORK_ROLE, NODE_ROLE, REGISTRY_ROLE, LabNames
+from pretix_cluster.lab.names import INDEX_LABEL, NETWORK_ROLE, NODE_ROLE, REGISTRY_ROLE, LabNames
 from pretix_cluster.lab.nodes import NodePlan
 from pretix_cluster.lab.registry import Registry
 
@@ -122,6 +124,7 @@ def up(spec: LabSpec, progress: Progress) -> LabStatus:
             f"Lab '{names.lab}' has {len(existing)} nodes; pass --nodes {len(existing)} "
             "(a lab does not shrink), or `lab down --purge` first."
         )
+    _refuse_other_shared_dir(names, existing, spec.shared_dir)
     node_image, registry_image = ensure_lab_images(host, progress)
     addresses = _ensure_network(host, names, spec.subnet, progress)
     registry.ensure_registry(host, names, addresses, registry_image, progress)
@@ -155,6 +158,21 @@ def _refuse_foreign(host: docker.DockerClient, names: LabNames, count: int) -> N
                 )
 
 
+def _refuse_other_shared_dir(
+    names: LabNames, existing: dict[int, Container], shared_dir: Path | None
+) -> None:
+    """A container's mounts are fixed at creation: a different shared directory needs new ones."""
+    wanted = str(shared_dir.resolve()) if shared_dir else None
+    for container in existing.values():
+        mounted = nodes.shared_dir_of(container.attrs)
+        if mounted != wanted:
+            raise UserError(
+                f"The nodes of lab '{names.lab}' were created with shared directory "
+                f"{mounted or 'none'}, not {wanted or 'none'}; run `lab down` (it keeps their "
+                "disks) and `lab up` again to recreate them with it."
+            )
+
+
 def _labels(item) -> dict[str, str]:
     """Containers keep their labels under Config; networks and volumes at the top."""
     return item.attrs.get("Labels") or item.attrs.get("Config", {}).get("Labels") or {}
@@ -168,9 +186,9 @@ def _volumes_named(host: docker.DockerClient, name: str) -> list:
     return [v for v in host.volumes.list(filters={"name": name}) if v.name == name]
 
 
-def _node_containers(host: docker.DockerClient, names: LabNames) -> dict[int, object]:
+def _node_containers(host: docker.DockerClient, names: LabNames) -> dict[int, Container]:
     found = host.containers.list(all=True, filters=names.filters(NODE_ROLE))
-    return {int(c.labels["pretix-cluster.lab.node"]): c for c in found}
+    return {int(c.labels[INDEX_LABEL]): c for c in found}
 
 
 def _ensure_network(
@@ -207,8 +225,7 @@ def _network_addresses(network) -> LabAddresses:
 
 def _docker_subnets(host: docker.DockerClient) -> list[ipaddress.IPv4Network]:
     subnets = []
-    for network in host.networks.list(greedy=False):
-        network.reload()
+    for network in host.networks.list():
         for pool in (network.attrs.get("IPAM") or {}).get("Config") or []:
             if "Subnet" in pool and ":" not in pool["Subnet"]:
                 subnets.append(ipaddress.ip_network(pool["Subnet"]))

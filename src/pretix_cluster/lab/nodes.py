@@ -65,7 +65,7 @@ class NodePlan:
             self.names.disk(self.index): {"bind": "/var/lib/docker", "mode": "rw"},
         }
         if self.shared_dir is not None:
-            volumes[str(self.shared_dir)] = {"bind": NODE_SHARED_DIR, "mode": "rw"}
+            volumes[str(self.shared_dir.resolve())] = {"bind": NODE_SHARED_DIR, "mode": "rw"}
         return {
             "image": self.image,
             "command": self.command(),
@@ -80,6 +80,14 @@ class NodePlan:
             "network": self.names.network,
             "detach": True,
         }
+
+
+def shared_dir_of(container_attrs: dict) -> str | None:
+    """The host directory a node container sees as NODE_SHARED_DIR, if any."""
+    for mount in container_attrs.get("Mounts", []):
+        if mount.get("Destination") == NODE_SHARED_DIR:
+            return mount.get("Source")
+    return None
 
 
 def create_node(host: docker.DockerClient, plan: NodePlan) -> None:
