@@ -102,7 +102,7 @@ def env(name: NameOption = DEFAULT_LAB) -> None:
 def kill(node: NodeArgument, name: NameOption = DEFAULT_LAB) -> None:
     """A machine dies: `docker kill` of the node, everything on it at once."""
     killed = control.kill_node(name, node)
-    out.print(f"{killed.name} killed (container {killed.container})")
+    out.print(f"{killed} killed; `pretix-cluster lab status` shows when the swarm sees it Down")
 
 
 @app.command()
