@@ -253,7 +253,7 @@ def test_image_tags_hash_the_content(tmp_path):
 
 
 def test_node_dockerfile_pins_every_package():
-    dockerfile = (images.LAB_DIR / "node" / "Dockerfile").read_text()
+    dockerfile = (images.LAB_DIR / "node-image" / "Dockerfile").read_text()
     for package in ("docker.io", "iptables", "iproute2", "ca-certificates", "procps"):
         assert f"{package}=${{" in dockerfile
 

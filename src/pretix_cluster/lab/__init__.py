@@ -4,7 +4,7 @@ Exposure, all of it on the lab's own bridge network (172.30.x.0/24 unless
 `--subnet`), which only this machine routes:
   - each node's Docker API, plain TCP at <node ip>:2375, accepted only from the
     bridge's gateway, i.e. from this host (the node's firewall drops it from
-    other nodes and from containers running in the lab; see node/entrypoint.sh);
+    other nodes and from containers running in the lab; see node-image/entrypoint.sh);
   - the registry, plain HTTP without authentication, at <registry ip>:5000 and
     on a random port of the host's loopback (for the host daemon's pushes);
   - Swarm's own ports between nodes (2377, 7946, 4789).

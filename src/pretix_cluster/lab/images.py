@@ -46,8 +46,10 @@ def ensure_lab_images(
     """(node tag, registry tag), each built only when its tag is missing."""
     base.ensure_base_image(client, base_image, progress)
     return (
-        build_directory_image(client, NODE_IMAGE, LAB_DIR / "node", base_image, progress),
-        build_directory_image(client, REGISTRY_IMAGE, LAB_DIR / "registry", base_image, progress),
+        build_directory_image(client, NODE_IMAGE, LAB_DIR / "node-image", base_image, progress),
+        build_directory_image(
+            client, REGISTRY_IMAGE, LAB_DIR / "registry-image", base_image, progress
+        ),
     )
 
 
