@@ -22,6 +22,7 @@ from pretix_cluster.cli_options import DEFAULT_SPEC, SpecOption
 from pretix_cluster.cluster import Cluster
 from pretix_cluster.errors import UserError
 from pretix_cluster.images import build as image_build
+from pretix_cluster.lab import cli as lab_cli
 from pretix_cluster.loadtest import cli as loadtest_cli
 from pretix_cluster.progress import progress_display
 from pretix_cluster.spec import ClusterSpec, parse_spec, spec_toml
@@ -37,6 +38,7 @@ out = Console(soft_wrap=True)
 app.add_typer(loadtest_cli.app, name="loadtest")
 app.add_typer(chaos_cli.app, name="chaos")
 app.add_typer(bench_cli.app, name="bench")
+app.add_typer(lab_cli.app, name="lab")
 
 JsonOption = Annotated[bool, typer.Option("--json", help="machine-readable output")]
 

@@ -1,0 +1,159 @@
+"""`pretix-cluster lab`: several Docker machines on this one, as a swarm of three managers.
+
+Every other command reaches the lab through DOCKER_HOST (`eval $(pretix-cluster
+lab env)`); the lab commands themselves always use this machine's daemon.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from pretix_cluster.errors import UserError
+from pretix_cluster.lab import control
+from pretix_cluster.lab.names import DEFAULT_LAB
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="A multi-machine swarm on this machine: nested Docker daemons as lab nodes.",
+)
+console = Console(stderr=True, log_path=False, soft_wrap=True)
+out = Console(soft_wrap=True)
+
+NameOption = Annotated[
+    str, typer.Option("--name", help="the lab's name (prefix of its nodes)", envvar="PRETIX_LAB")
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="machine-readable output")]
+NodeArgument = Annotated[str, typer.Argument(help="a node, as lab-2 or 2")]
+
+
+@contextmanager
+def _progress(title: str) -> Iterator[Callable[[str], None]]:
+    last = [""]
+    with console.status(title) as spinner:
+
+        def progress(message: str) -> None:
+            spinner.update(message)
+            if message != last[0]:
+                console.log(message, style="dim")
+                last[0] = message
+
+        yield progress
+
+
+@app.command()
+def up(
+    nodes: Annotated[
+        int, typer.Option(help="lab nodes: 3 or more (all managers up to an odd count), or 1")
+    ] = 3,
+    name: NameOption = DEFAULT_LAB,
+    subnet: Annotated[
+        str | None, typer.Option(help="the lab bridge's subnet (default: a free 172.30.x.0/24)")
+    ] = None,
+    shared_dir: Annotated[
+        Path | None, typer.Option(help="a host directory every node sees (shared media)")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Create the lab, or continue and repair it: start stopped nodes, join missing ones."""
+    spec = control.LabSpec(name=name, nodes=nodes, subnet=subnet, shared_dir=shared_dir)
+    started = time.monotonic()
+    with _progress(f"bringing up lab {name}") as progress:
+        lab = control.up(spec, progress)
+    if as_json:
+        _print_json(lab)
+        return
+    _print_lab(lab)
+    out.print(f"[bold green]lab {lab.name} is up[/] ({time.monotonic() - started:.0f} s)")
+    out.print(f"export DOCKER_HOST={lab.docker_host}")
+
+
+@app.command()
+def status(name: NameOption = DEFAULT_LAB, as_json: JsonOption = False) -> None:
+    """Nodes, their containers, and the swarm's view of them; exit 1 unless all are Ready."""
+    lab = control.status(name)
+    if as_json:
+        _print_json(lab)
+    else:
+        _print_lab(lab)
+    raise typer.Exit(0 if lab.healthy else 1)
+
+
+@app.command()
+def env(name: NameOption = DEFAULT_LAB) -> None:
+    """Print `export DOCKER_HOST=...` (a ready manager): `eval $(pretix-cluster lab env)`."""
+    lab = control.status(name)
+    if lab.docker_host is None:
+        raise UserError(f"No manager of lab {name} is ready; run `pretix-cluster lab up`.")
+    sys.stdout.write(f"export DOCKER_HOST={lab.docker_host}\n")
+
+
+@app.command()
+def kill(node: NodeArgument, name: NameOption = DEFAULT_LAB) -> None:
+    """A machine dies: `docker kill` of the node, everything on it at once."""
+    killed = control.kill_node(name, node)
+    out.print(f"{killed} killed; `pretix-cluster lab status` shows when the swarm sees it Down")
+
+
+@app.command()
+def start(node: NodeArgument, name: NameOption = DEFAULT_LAB) -> None:
+    """The machine comes back with its disk; waits until the swarm shows it Ready."""
+    started = time.monotonic()
+    with _progress(f"starting {node}") as progress:
+        back = control.start_node(name, node, progress)
+    out.print(
+        f"{back.name} is Ready in the swarm again ({time.monotonic() - started:.0f} s, "
+        f"{back.swarm.role})"
+    )
+
+
+@app.command()
+def down(
+    name: NameOption = DEFAULT_LAB,
+    purge: Annotated[
+        bool, typer.Option(help="also delete the nodes' disks and registry data")
+    ] = False,
+) -> None:
+    """Remove the nodes, the registry and the network; keep their disks unless --purge."""
+    with _progress(f"removing lab {name}") as progress:
+        control.down(name, purge, progress)
+    out.print(f"lab {name} is down" + (" and purged" if purge else "; disks kept"))
+
+
+def _print_json(lab: control.LabStatus) -> None:
+    # Raw, not through rich: JSON must not be wrapped.
+    sys.stdout.write(json.dumps(lab.as_dict(), indent=2) + "\n")
+
+
+def _print_lab(lab: control.LabStatus) -> None:
+    table = Table(title=f"lab {lab.name} ({lab.subnet})", title_justify="left")
+    for column in ("node", "container", "ip", "role", "state", "manager"):
+        table.add_column(column)
+    for node in lab.nodes:
+        swarm = node.swarm
+        table.add_row(
+            node.name,
+            node.container,
+            node.ip,
+            swarm.role if swarm else "-",
+            f"{swarm.state}/{swarm.availability}" if swarm else "not in the swarm",
+            "leader" if swarm and swarm.leader else (swarm.reachability if swarm else ""),
+        )
+    out.print(table)
+    if lab.registry:
+        out.print(
+            f"registry: {lab.registry.address} (the host pushes via {lab.registry.host_address})"
+        )
+    else:
+        out.print("registry: not running")
+    out.print(f"DOCKER_HOST: {lab.docker_host or 'no ready manager'}")
