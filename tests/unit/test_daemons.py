@@ -268,14 +268,19 @@ def test_health_check_json_says_the_code_or_the_error():
     assert not refused.ok and refused.to_json() == {"url": ok.url, "error": "connection refused"}
 
 
-def swarm_fixture(tasks_file: str) -> tuple[list[swarm.Task], dict[str, str]]:
+def swarm_fixture(web_starting: int = 0) -> tuple[list[swarm.Task], dict[str, str]]:
+    """The recorded tasks; ``web_starting`` web tasks changed to "starting" (derived)."""
     services = json.loads(fixture("swarm/services.json"))
     names = {s["ID"]: s["Spec"]["Name"].removeprefix("pretix_") for s in services}
-    return [swarm.Task.from_api(t) for t in json.loads(fixture(tasks_file))], names
+    tasks = json.loads(fixture("swarm/tasks.json"))
+    web = [t for t in tasks if names[t["ServiceID"]] == "web"]
+    for task in web[:web_starting]:
+        task["Status"]["State"] = "starting"  # its healthcheck has not passed yet
+    return [swarm.Task.from_api(t) for t in tasks], names
 
 
 def test_running_tasks_per_service():
-    tasks, names = swarm_fixture("swarm/tasks.json")
+    tasks, names = swarm_fixture()
     counts = swarm.running_per_service(tasks, names)
     replicated = {"web": 2, "worker": 2, "haproxy": 2}
     assert counts == {name: replicated.get(name, 1) for name in names.values()}
@@ -283,7 +288,7 @@ def test_running_tasks_per_service():
 
 
 def test_a_starting_task_is_not_running():
-    tasks, names = swarm_fixture("swarm/tasks_derived_web_starting.json")
+    tasks, names = swarm_fixture(web_starting=1)
     assert swarm.running_per_service(tasks, names)["web"] == 1
     other_stack = swarm.running_per_service(tasks, {})
     assert other_stack == {}
