@@ -7,11 +7,12 @@ including after a failed or interrupted run, and never duplicates anything.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from pretix_cluster import patroni, swarm
+from pretix_cluster import swarm
 from pretix_cluster.cluster import API_TOKEN_FILE, Cluster
+from pretix_cluster.daemons import patroni
 from pretix_cluster.errors import UserError
 from pretix_cluster.images import build
 from pretix_cluster.render.stack import dump_stack
@@ -57,7 +58,9 @@ def up(cluster: Cluster, progress: Progress) -> UpResult:
         client, cluster.stack, DATA_TIER_TIMEOUT, progress, names=cluster.data_tier()
     )
     if cluster.topology.uses_patroni:
-        patroni.apply_dynamic_settings(cluster, progress)
+        patroni.apply_dynamic_settings(
+            spec.postgres.dcs_settings(), _postgres_shells(cluster), progress
+        )
     migrate(cluster, progress)
     swarm.wait_converged(client, cluster.stack, APP_TIER_TIMEOUT, progress)
     setup_demo_shop(cluster, progress)
@@ -68,6 +71,15 @@ def up(cluster: Cluster, progress: Progress) -> UpResult:
         admin_password_file=str(cluster.secrets.path("pretix_admin_password")),
         api_token_file=str(cluster.secrets.path(API_TOKEN_FILE)),
     )
+
+
+def _postgres_shells(cluster: Cluster) -> Iterator[patroni.Shell]:
+    """Each running PostgreSQL container's shell as the postgres user, looked up lazily."""
+    for node in cluster.spec.pg_nodes:
+        for container in swarm.running_containers(cluster.client, cluster.stack, node):
+            yield lambda command, c=container: swarm.exec_in(
+                c, command, timeout=60, user=patroni.POSTGRES_USER
+            )
 
 
 def migrate(cluster: Cluster, progress: Progress) -> None:

@@ -2,241 +2,56 @@
 
 Each probe asks the component itself (Swarm, Patroni's REST API, Sentinel,
 HAProxy's stats socket, pretix's /healthcheck/ through nginx), from inside the
-cluster's own containers, so nothing internal has to be published.
+cluster's own containers, so nothing internal has to be published. What to ask
+and how to read the answer is each daemon's module's (:mod:`pretix_cluster.daemons`);
+this module runs the probes and judges their typed answers.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import subprocess
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
+from typing import Any
 
-import httpx
 from docker.models.containers import Container
 
 from pretix_cluster import swarm
 from pretix_cluster.cluster import Cluster
+from pretix_cluster.daemons import Exec, Run, etcd, haproxy, patroni, pretix, redis
+from pretix_cluster.spec import PORTS, ClusterSpec
 
-PATRONI_CLUSTER_PROBE = (
-    "import urllib.request;"
-    "print(urllib.request.urlopen('http://127.0.0.1:{port}/cluster', timeout=5).read().decode())"
-)
-REDIS_PASSWORD_SECRET = "/run/secrets/redis_password"
-SENTINEL_SEPARATOR = "\n--pretix-cluster--\n"
-HAPROXY_STAT_COMMAND = [
-    "sh",
-    "-c",
-    "echo 'show stat' | socat stdio UNIX:/var/run/haproxy/admin.sock",
-]
+PROBE_TIMEOUT_S = 20.0
 
 
-@dataclass
-class Status:
-    services: list[dict] = field(default_factory=list)
-    etcd: list[dict] = field(default_factory=list)
-    patroni: list[dict] = field(default_factory=list)
-    redis: list[dict] = field(default_factory=list)
-    haproxy: list[dict] = field(default_factory=list)
-    healthcheck: dict = field(default_factory=dict)
-    problems: list[str] = field(default_factory=list)
-
-    @property
-    def healthy(self) -> bool:
-        return not self.problems
-
-    def as_dict(self) -> dict:
-        return asdict(self) | {"healthy": self.healthy}
+# --- running probes in the cluster's containers --------------------------------------
 
 
-def collect(cluster: Cluster) -> Status:
-    status = Status()
-    _services(cluster, status)
-    if not status.services:
-        status.problems.append(f"stack {cluster.stack} is not deployed")
-        return status
-    _etcd(cluster, status)
-    _patroni(cluster, status)
-    _redis(cluster, status)
-    _haproxy(cluster, status)
-    _healthcheck(cluster, status)
-    return status
+def container_run(container: Container) -> Run:
+    """Run a command in this container: its output on exit code 0, else None."""
+
+    def run(command: Sequence[str], timeout: float) -> str | None:
+        try:
+            code, output = swarm.exec_in(container, list(command), timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+        return output if code == 0 else None
+
+    return run
 
 
-def _services(cluster: Cluster, status: Status) -> None:
-    for state in swarm.service_states(cluster.client, cluster.stack):
-        status.services.append(asdict(state) | {"healthy": state.healthy})
-        if not state.healthy:
-            status.problems.append(f"{state.name}: {state.running}/{state.desired} running")
+def cluster_exec(cluster: Cluster) -> Exec:
+    """Run a command in the first running container of the given services that answers."""
 
-
-def _exec_first(
-    cluster: Cluster, candidates: list[str], command: list[str], timeout: float = 20
-) -> str | None:
-    """Ask the first running container among the candidates; None when none answers."""
-    for short in candidates:
-        for container in swarm.running_containers(cluster.client, cluster.stack, short):
-            try:
-                code, output = swarm.exec_in(container, command, timeout=timeout)
-            except subprocess.TimeoutExpired:
-                continue
-            if code == 0:
-                return output
-    return None
-
-
-def etcdctl_command(cluster: Cluster, *args: str) -> list[str]:
-    """etcdctl against the member it runs in, with a short timeout, JSON output."""
-    port = cluster.spec.ports.etcd_client
-    return [
-        "etcdctl",
-        f"--endpoints=http://127.0.0.1:{port}",
-        "--command-timeout=4s",
-        *args,
-        "-w",
-        "json",
-    ]
-
-
-def _etcd(cluster: Cluster, status: Status) -> None:
-    spec = cluster.spec
-    command = etcdctl_command(cluster, "endpoint", "health", "--cluster")
-    # etcdctl exits non-zero when any member is unhealthy; its JSON still says which.
-    output = _exec_first(cluster, spec.etcd_members, ["sh", "-c", " ".join(command) + " || true"])
-    line = next((x for x in (output or "").splitlines() if x.startswith("[")), None)
-    if line is None:
-        status.problems.append("no etcd member answers")
-        return
-    status.etcd = [{"endpoint": m["endpoint"], "healthy": m["health"]} for m in json.loads(line)]
-    healthy = sum(1 for m in status.etcd if m["healthy"])
-    if healthy < spec.etcd.members:
-        status.problems.append(f"etcd has {healthy} healthy members, expected {spec.etcd.members}")
-
-
-def patroni_members(
-    cluster: Cluster, candidates: list[str] | None = None, timeout: float = 20
-) -> list[dict] | None:
-    """Patroni's /cluster members as the first answering node sees them; None: none answers."""
-    probe = PATRONI_CLUSTER_PROBE.format(port=cluster.spec.ports.patroni)
-    output = _exec_first(
-        cluster, candidates or cluster.spec.pg_nodes, ["python3", "-c", probe], timeout
-    )
-    if output is None:
+    def exec_(services: Sequence[str], command: Sequence[str], timeout: float) -> str | None:
+        for short in services:
+            for container in swarm.running_containers(cluster.client, cluster.stack, short):
+                output = container_run(container)(command, timeout)
+                if output is not None:
+                    return output
         return None
-    members = json.loads(output).get("members", [])
-    return [
-        {k: m.get(k) for k in ("name", "role", "state", "lag", "timeline", "host")} for m in members
-    ]
 
-
-def _patroni(cluster: Cluster, status: Status) -> None:
-    spec = cluster.spec
-    members = patroni_members(cluster)
-    if members is None:
-        status.problems.append("no Patroni node answers")
-        return
-    status.patroni = members
-    leaders = [m for m in members if m.get("role") == "leader" and m.get("state") == "running"]
-    streaming = [m for m in members if m.get("role") != "leader" and m.get("state") == "streaming"]
-    sync = [m for m in members if m.get("role") == "sync_standby"]
-    if len(leaders) != 1:
-        status.problems.append(f"PostgreSQL has {len(leaders)} running leaders, expected 1")
-    if len(streaming) < spec.postgres.nodes - 1:
-        status.problems.append(
-            f"PostgreSQL has {len(streaming)} streaming replicas, "
-            f"expected {spec.postgres.nodes - 1}"
-        )
-    if spec.postgres.synchronous and not sync:
-        status.problems.append("PostgreSQL has no synchronous standby")
-
-
-def sentinel_view(
-    cluster: Cluster, candidates: list[str] | None = None, timeout: float = 20
-) -> tuple[dict[str, str], list[dict[str, str]]] | None:
-    """Sentinel's master record and replica records; None when no Sentinel answers."""
-    spec = cluster.spec
-    name = spec.redis.master_name
-    port = str(spec.ports.sentinel)
-    nodes = candidates or spec.sentinel_nodes
-    # One exec for both questions: half the cost, and both answers from the same Sentinel.
-    command = _sentinel_command(port, f"master {name}", f"replicas {name}")
-    output = _exec_first(cluster, nodes, command, timeout)
-    if output is None or SENTINEL_SEPARATOR not in output:
-        return None
-    master, replicas = output.split(SENTINEL_SEPARATOR, 1)
-    return _pairs(master.split("\n")), _records(replicas)
-
-
-def _redis(cluster: Cluster, status: Status) -> None:
-    spec = cluster.spec
-    view = sentinel_view(cluster)
-    if view is None:
-        status.problems.append("no Sentinel answers")
-        return
-    m, replica_records = view
-    status.redis.append(
-        {"name": m.get("ip"), "role": "master", "flags": m.get("flags"), "link": "-"}
-    )
-    for r in replica_records:
-        status.redis.append(
-            {
-                "name": r.get("ip"),
-                "role": "replica",
-                "flags": r.get("flags"),
-                "link": r.get("master-link-status"),
-            }
-        )
-    if any(f in (m.get("flags") or "") for f in ("s_down", "o_down")) or not m:
-        status.problems.append(f"Redis master {m.get('ip')} is down ({m.get('flags')})")
-    good = [r for r in status.redis[1:] if r["flags"] == "slave" and r["link"] == "ok"]
-    if len(good) < spec.redis.nodes - 1:
-        status.problems.append(
-            f"Redis has {len(good)} healthy replicas, expected {spec.redis.nodes - 1}"
-        )
-
-
-def _sentinel_command(port: str, *questions: str) -> list[str]:
-    """Sentinels require the password: read inside the container, never on a command line.
-
-    Several questions are asked in one shell, their answers split by a separator line.
-    """
-    calls = [f"redis-cli -p {port} sentinel {q}" for q in questions]
-    return [
-        "sh",
-        "-c",
-        f'export REDISCLI_AUTH="$(cat {REDIS_PASSWORD_SECRET})" && '
-        + f" && echo '{SENTINEL_SEPARATOR.strip()}' && ".join(calls),
-    ]
-
-
-def _pairs(lines: list[str]) -> dict[str, str]:
-    """redis-cli prints a map as alternating key and value lines."""
-    lines = [line.strip() for line in lines if line.strip()]
-    return dict(zip(lines[0::2], lines[1::2], strict=False))
-
-
-def _records(output: str) -> list[dict[str, str]]:
-    """`SENTINEL REPLICAS` prints one map per replica, each starting with `name`."""
-    records: list[list[str]] = []
-    for line in (x.strip() for x in output.split("\n") if x.strip()):
-        if line == "name" and (not records or len(records[-1]) % 2 == 0):
-            records.append([])
-        if records:
-            records[-1].append(line)
-    return [_pairs(r) for r in records]
-
-
-def haproxy_servers(container: Container, timeout: float = 20) -> list[dict] | None:
-    """The server rows of one HAProxy's stats socket; None when it does not answer."""
-    try:
-        code, output = swarm.exec_in(container, HAPROXY_STAT_COMMAND, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return None
-    if code != 0:
-        return None
-    rows = list(csv.DictReader(io.StringIO(output.lstrip("# "))))
-    return [r for r in rows if r.get("svname") not in ("FRONTEND", "BACKEND", None)]
+    return exec_
 
 
 def task_label(container: Container) -> str:
@@ -244,48 +59,154 @@ def task_label(container: Container) -> str:
     return container.name.split(".")[1] if "." in container.name else container.name
 
 
-def _haproxy(cluster: Cluster, status: Status) -> None:
+# --- each daemon's view ----------------------------------------------------------------
+
+
+def patroni_view(
+    cluster: Cluster, nodes: Sequence[str] | None = None, timeout: float = PROBE_TIMEOUT_S
+) -> patroni.ClusterView | None:
+    """Patroni's /cluster as the first answering node (of ``nodes``) sees it."""
+    spec = cluster.spec
+    return patroni.probe(cluster_exec(cluster), nodes or spec.pg_nodes, PORTS.patroni, timeout)
+
+
+def sentinel_view(cluster: Cluster, timeout: float = PROBE_TIMEOUT_S) -> redis.SentinelView | None:
+    spec = cluster.spec
+    return redis.probe(
+        cluster_exec(cluster),
+        spec.sentinel_nodes,
+        PORTS.sentinel,
+        spec.redis.master_name,
+        timeout,
+    )
+
+
+def etcd_health(cluster: Cluster) -> tuple[etcd.EndpointHealth, ...] | None:
+    spec = cluster.spec
+    return etcd.probe_health(cluster_exec(cluster), spec.etcd_members, PORTS.etcd_client)
+
+
+def haproxy_view(
+    container: Container, timeout: float = PROBE_TIMEOUT_S
+) -> haproxy.HaproxyView | None:
+    """What one HAProxy task routes; None when its stats socket does not answer."""
+    servers = haproxy.probe(container_run(container), timeout)
+    return None if servers is None else haproxy.HaproxyView(task_label(container), servers)
+
+
+def healthcheck(cluster: Cluster, timeout: float = 10) -> pretix.HealthCheck:
+    return pretix.probe_health(cluster.spec, timeout)
+
+
+# --- the verdict -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Status:
+    """Every layer's typed answer (None: it did not answer) and the problems found."""
+
+    service_states: tuple[swarm.ServiceState, ...] = ()
+    etcd_members: tuple[etcd.EndpointHealth, ...] | None = None
+    cluster_view: patroni.ClusterView | None = None
+    sentinel: redis.SentinelView | None = None
+    haproxies: tuple[haproxy.HaproxyView, ...] = ()
+    silent_haproxies: tuple[str, ...] = ()  # containers whose stats socket did not answer
+    health: pretix.HealthCheck | None = None
+    problems: tuple[str, ...] = ()
+
+    @property
+    def healthy(self) -> bool:
+        return not self.problems
+
+    # The rows of `status`'s tables and of `status --json`, under the names cli.py reads.
+
+    @property
+    def services(self) -> list[dict[str, Any]]:
+        return [asdict(s) | {"healthy": s.healthy} for s in self.service_states]
+
+    @property
+    def etcd(self) -> list[dict[str, Any]]:
+        return [m.to_json() for m in self.etcd_members or ()]
+
+    @property
+    def patroni(self) -> list[dict[str, Any]]:
+        return self.cluster_view.to_json() if self.cluster_view else []
+
+    @property
+    def redis(self) -> list[dict[str, Any]]:
+        if self.sentinel is None:
+            return []
+        master = self.sentinel.master
+        rows = [{"name": master.name, "role": "master", "flags": master.flags, "link": "-"}]
+        rows += [
+            {"name": r.name, "role": "replica", "flags": r.flags, "link": r.link}
+            for r in self.sentinel.replicas
+        ]
+        return rows
+
+    @property
+    def haproxy(self) -> list[dict[str, Any]]:
+        return [
+            {"haproxy": v.task, "backend": s.backend, "server": s.server, "status": s.status}
+            for v in self.haproxies
+            for s in v.servers
+        ]
+
+    @property
+    def healthcheck(self) -> dict[str, Any]:
+        return self.health.to_json() if self.health else {}
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "services": self.services,
+            "etcd": self.etcd,
+            "patroni": self.patroni,
+            "redis": self.redis,
+            "haproxy": self.haproxy,
+            "healthcheck": self.healthcheck,
+            "problems": list(self.problems),
+            "healthy": self.healthy,
+        }
+
+
+def collect(cluster: Cluster) -> Status:
+    services = tuple(swarm.service_states(cluster.client, cluster.stack))
+    if not services:
+        return Status(problems=(f"stack {cluster.stack} is not deployed",))
     containers = swarm.running_containers(cluster.client, cluster.stack, "haproxy")
-    for container in containers:
-        servers = haproxy_servers(container)
-        if servers is None:
-            status.problems.append(f"HAProxy {container.name[:30]} does not answer")
-            continue
-        for r in servers:
-            status.haproxy.append(
-                {
-                    "haproxy": task_label(container),
-                    "backend": r["pxname"],
-                    "server": r["svname"],
-                    "status": r["status"],
-                }
-            )
-        _check_single_active(status, servers)
+    views = {c.name: haproxy_view(c) for c in containers}
+    status = Status(
+        service_states=services,
+        etcd_members=etcd_health(cluster),
+        cluster_view=patroni_view(cluster),
+        sentinel=sentinel_view(cluster),
+        haproxies=tuple(v for v in views.values() if v is not None),
+        silent_haproxies=tuple(name for name, view in views.items() if view is None),
+        health=healthcheck(cluster),
+    )
+    return replace(status, problems=tuple(problems(status, cluster.spec)))
 
 
-def _check_single_active(status: Status, servers: list[dict]) -> None:
-    """The primary and Redis backends must each route to exactly one server."""
-    backends: dict[str, int] = {}
-    for r in servers:
-        backends.setdefault(r["pxname"], 0)
-        if r["status"].startswith("UP"):
-            backends[r["pxname"]] += 1
-    for backend, up in backends.items():
-        if ("replica" not in backend) and up != 1:
-            status.problems.append(f"HAProxy backend {backend} has {up} servers UP, expected 1")
-
-
-def healthcheck(cluster: Cluster, timeout: float = 10) -> dict:
-    """pretix's /healthcheck/ through nginx on this machine: its status code or the error."""
-    url = cluster.spec.local_url() + "/healthcheck/"
-    try:
-        response = httpx.get(url, headers={"Host": cluster.spec.shop_netloc}, timeout=timeout)
-        return {"url": url, "status": response.status_code}
-    except httpx.HTTPError as exc:
-        return {"url": url, "error": str(exc)[:120]}
-
-
-def _healthcheck(cluster: Cluster, status: Status) -> None:
-    status.healthcheck = healthcheck(cluster)
-    if status.healthcheck.get("status") != 200:
-        status.problems.append(f"pretix /healthcheck/ through nginx: {status.healthcheck}")
+def problems(status: Status, spec: ClusterSpec) -> list[str]:
+    """Everything that keeps the cluster from the spec's healthy shape, layer by layer."""
+    found = [
+        f"{s.name}: {s.running}/{s.desired} running" for s in status.service_states if not s.healthy
+    ]
+    if status.etcd_members is None:
+        found.append("no etcd member answers")
+    else:
+        found += etcd.health_problems(status.etcd_members, spec.etcd.members)
+    if status.cluster_view is None:
+        found.append("no Patroni node answers")
+    else:
+        found += status.cluster_view.problems(spec.postgres.nodes, spec.postgres.synchronous)
+    if status.sentinel is None:
+        found.append("no Sentinel answers")
+    else:
+        found += status.sentinel.problems(spec.redis.nodes)
+    found += [f"HAProxy {name[:30]} does not answer" for name in status.silent_haproxies]
+    for view in status.haproxies:
+        found += view.problems()
+    if status.health is not None and not status.health.ok:
+        found.append(f"pretix /healthcheck/ through nginx: {status.health.to_json()}")
+    return found

@@ -226,6 +226,37 @@ def deploy(stack: str, stack_yaml: str) -> None:
 
 
 @dataclass(frozen=True)
+class Task:
+    """One Swarm task as the API lists it (``client.api.tasks()``, ``service.tasks()``)."""
+
+    service_id: str
+    state: str  # "running" only once its healthcheck passed
+    error: str = ""
+
+    @classmethod
+    def from_api(cls, entry: dict) -> Task:
+        status = entry.get("Status") or {}
+        return cls(
+            str(entry.get("ServiceID", "")), str(status.get("State", "")), status.get("Err") or ""
+        )
+
+    @property
+    def running(self) -> bool:
+        return self.state == "running"
+
+
+def running_per_service(tasks: list[Task], services: dict[str, str]) -> dict[str, int]:
+    """Running tasks per service name; ``services`` maps service ids to names (others
+    stacks' tasks are not counted)."""
+    counts = dict.fromkeys(services.values(), 0)
+    for task in tasks:
+        name = services.get(task.service_id)
+        if name is not None and task.running:
+            counts[name] += 1
+    return counts
+
+
+@dataclass(frozen=True)
 class ServiceState:
     name: str
     role: str
@@ -245,11 +276,10 @@ def service_states(client: docker.DockerClient, stack: str) -> list[ServiceState
     for service in stack_services(client, stack):
         spec = service.attrs["Spec"]
         desired = spec.get("Mode", {}).get("Replicated", {}).get("Replicas", 1)
-        tasks = service.tasks(filters={"desired-state": "running"})
-        # Swarm reports a task 'running' only once its healthcheck has passed.
-        running = sum(1 for t in tasks if t["Status"]["State"] == "running")
+        tasks = [Task.from_api(t) for t in service.tasks(filters={"desired-state": "running"})]
+        running = sum(1 for t in tasks if t.running)
         # Only errors of tasks that should run now: old failures are history, not state.
-        errors = [t["Status"].get("Err", "") for t in tasks if t["Status"].get("Err")]
+        errors = [t.error for t in tasks if t.error]
         states.append(
             ServiceState(
                 service.name,
@@ -261,6 +291,14 @@ def service_states(client: docker.DockerClient, stack: str) -> list[ServiceState
             )
         )
     return sorted(states, key=lambda s: s.name)
+
+
+def running_tasks(client: docker.DockerClient, stack: str) -> dict[str, int]:
+    """Running tasks per service (short name): two API calls for the whole stack."""
+    prefix = stack + "_"
+    names = {s.id: s.name.removeprefix(prefix) for s in stack_services(client, stack)}
+    listed = client.api.tasks(filters={"desired-state": "running"})
+    return running_per_service([Task.from_api(t) for t in listed], names)
 
 
 def wait_converged(

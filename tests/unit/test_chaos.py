@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+import json
+from pathlib import Path
+
 import pytest
 
 from pretix_cluster.chaos import analysis, faults, report, runner, scenarios
 from pretix_cluster.chaos.analysis import Watch
+from pretix_cluster.chaos.observe import Sample
+from pretix_cluster.daemons import etcd
 from pretix_cluster.errors import UserError
 from pretix_cluster.loadtest.summary import Accounting
 
@@ -67,6 +74,11 @@ def test_no_purchase_after_the_fault_leaves_the_window_open():
 # --- timelines from samples -------------------------------------------------------------
 
 
+def typed(samples: list[dict]) -> list[Sample]:
+    """Samples written as JSON (the form of NN-name.samples.json), read back."""
+    return [Sample.from_json(s) for s in samples]
+
+
 def pg_sample(t: float, leader: str, old_state: str, up: str | None, old_role="replica") -> dict:
     members = [{"name": leader, "role": "leader", "state": "running"}]
     if old_state:
@@ -95,14 +107,14 @@ def test_primary_failover_timeline():
         pg_sample(1030, "pg-2", "starting", "pg-2"),
         pg_sample(1041, "pg-2", "streaming", "pg-2"),  # back as a replica
     ]
-    seen = analysis.timeline(samples, watch, FAULT)
-    assert seen["detect_s"] == 3
-    assert seen["signals_s"]["haproxy_marked_down"] == 3
-    assert seen["signals_s"]["swarm_task_down"] == 3
-    assert seen["signals_s"]["patroni_leader_changed"] == 12
-    assert seen["repair_s"] == 12
-    assert seen["rejoin_s"] == 41
-    assert seen["failover"] is True
+    seen = analysis.timeline(typed(samples), watch, FAULT)
+    assert seen.detect_s == 3
+    assert seen.signals_s["haproxy_marked_down"] == 3
+    assert seen.signals_s["swarm_task_down"] == 3
+    assert seen.signals_s["patroni_leader_changed"] == 12
+    assert seen.repair_s == 12
+    assert seen.rejoin_s == 41
+    assert seen.failover is True
 
 
 def test_a_primary_restarted_before_its_key_expired_keeps_its_role():
@@ -112,9 +124,9 @@ def test_a_primary_restarted_before_its_key_expired_keeps_its_role():
     gone["patroni"] = [{"name": "pg-1", "role": "leader", "state": "stopped"}]
     back = pg_sample(1015, "pg-1", "", "pg-1")
     back["patroni"] = [{"name": "pg-1", "role": "leader", "state": "running"}]
-    seen = analysis.timeline([gone, back], watch, FAULT)
-    assert (seen["detect_s"], seen["repair_s"], seen["rejoin_s"]) == (4, 15, 15)
-    assert seen["failover"] is False
+    seen = analysis.timeline(typed([gone, back]), watch, FAULT)
+    assert (seen.detect_s, seen.repair_s, seen.rejoin_s) == (4, 15, 15)
+    assert seen.failover is False
 
 
 def test_stale_views_right_after_the_kill_are_not_a_repair():
@@ -127,18 +139,18 @@ def test_stale_views_right_after_the_kill_are_not_a_repair():
     gone["patroni"] = [{"name": "pg-1", "role": "leader", "state": "stopped"}]
     back = pg_sample(1013, "pg-1", "", "pg-1")
     back["patroni"] = [{"name": "pg-1", "role": "leader", "state": "running"}]
-    seen = analysis.timeline([stale, gone, back], watch, FAULT)
-    assert seen["detect_s"] == 0.4
-    assert (seen["repair_s"], seen["rejoin_s"]) == (13, 13)
+    seen = analysis.timeline(typed([stale, gone, back]), watch, FAULT)
+    assert seen.detect_s == 0.4
+    assert (seen.repair_s, seen.rejoin_s) == (13, 13)
 
 
 def test_repair_needs_every_haproxy_on_the_new_leader():
     watch = Watch("pg_primary", "pg-1", "pg-1", {"pg-1": 1})
     split = pg_sample(1005, "pg-2", "", "pg-2")
     split["haproxy"]["2"]["pg_primary"] = {"pg-1": "DOWN", "pg-2": "DOWN", "pg-3": "DOWN"}
-    seen = analysis.timeline([split, pg_sample(1008, "pg-2", "", "pg-2")], watch, FAULT)
-    assert seen["detect_s"] == 5
-    assert seen["repair_s"] == 8
+    seen = analysis.timeline(typed([split, pg_sample(1008, "pg-2", "", "pg-2")]), watch, FAULT)
+    assert seen.detect_s == 5
+    assert seen.repair_s == 8
 
 
 def redis_sample(t: float, master: str, flags: str, up: str, replicas: dict) -> dict:
@@ -159,11 +171,11 @@ def test_redis_master_timeline_and_rejoin_as_replica():
         redis_sample(1009, "r2", "master", "r2", {"r1": {"flags": "s_down,slave", "link": "err"}}),
         redis_sample(1020, "r2", "master", "r2", {"r1": ok}),
     ]
-    seen = analysis.timeline(samples, watch, FAULT)
-    assert seen["first_signal"] == "sentinel_down_flag"
-    assert seen["detect_s"] == 6
-    assert seen["repair_s"] == 9
-    assert seen["rejoin_s"] == 20
+    seen = analysis.timeline(typed(samples), watch, FAULT)
+    assert seen.first_signal == "sentinel_down_flag"
+    assert seen.detect_s == 6
+    assert seen.repair_s == 9
+    assert seen.rejoin_s == 20
 
 
 def test_replaced_task_rejoins_when_every_service_runs_again():
@@ -172,8 +184,8 @@ def test_replaced_task_rejoins_when_every_service_runs_again():
         {"t": 1002, "tasks": {"web": 1, "nginx": 1}, "health": 200},
         {"t": 1025, "tasks": {"web": 2, "nginx": 1}, "health": 200},
     ]
-    seen = analysis.timeline(samples, watch, FAULT)
-    assert (seen["detect_s"], seen["repair_s"], seen["rejoin_s"]) == (2, 25, 25)
+    seen = analysis.timeline(typed(samples), watch, FAULT)
+    assert (seen.detect_s, seen.repair_s, seen.rejoin_s) == (2, 25, 25)
 
 
 def test_a_daemon_restart_counts_every_service():
@@ -183,17 +195,175 @@ def test_a_daemon_restart_counts_every_service():
         {"t": 1030, "tasks": {"web": 0, "nginx": 1}, "health": 200},
         {"t": 1060, "tasks": {"web": 2, "nginx": 1}, "health": 200},
     ]
-    seen = analysis.timeline(samples, watch, FAULT)
-    assert seen["first_signal"] == "healthcheck_failed"
-    assert seen["signals_s"]["swarm_task_down"] == 30
-    assert seen["rejoin_s"] == 60
+    seen = analysis.timeline(typed(samples), watch, FAULT)
+    assert seen.first_signal == "healthcheck_failed"
+    assert seen.signals_s["swarm_task_down"] == 30
+    assert seen.rejoin_s == 60
 
 
 def test_samples_before_the_fault_and_missing_probes_are_ignored():
     watch = Watch("pg_primary", "pg-1", "pg-1", {"pg-1": 1})
     samples = [pg_sample(990, "pg-2", "", "pg-2"), {"t": 1001, "haproxy": None, "patroni": None}]
-    seen = analysis.timeline(samples, watch, FAULT)
-    assert seen["detected_at"] is None and seen["repaired_at"] is None
+    seen = analysis.timeline(typed(samples), watch, FAULT)
+    assert seen.detected_at is None and seen.repaired_at is None
+
+
+def test_a_fault_nobody_saw_has_no_visible_effect_and_no_repair_time():
+    # The bug this replaced: "repaired at 0.4 s" for a fault no sample ever showed.
+    watch = Watch("service", "web", "web", {"web": 2})
+    calm = [{"t": t, "tasks": {"web": 2}, "health": 200} for t in (1000.4, 1001.4, 1002.4)]
+    seen = analysis.timeline(typed(calm), watch, FAULT)
+    assert seen.no_visible_effect is True
+    assert (seen.detected_at, seen.repaired_at, seen.rejoined_at) == (None, None, None)
+    assert seen.repair_s is None and seen.rejoin_s is None
+
+
+def test_a_fault_that_showed_is_not_without_effect():
+    watch = Watch("service", "web", "web", {"web": 2})
+    samples = [
+        {"t": 1000.4, "tasks": {"web": 2}, "health": 200},  # stale: no repair from here
+        {"t": 1001.4, "tasks": {"web": 1}, "health": 200},
+        {"t": 1009.4, "tasks": {"web": 2}, "health": 200},
+    ]
+    seen = analysis.timeline(typed(samples), watch, FAULT)
+    assert seen.no_visible_effect is False
+    assert (seen.detect_s, seen.repair_s, seen.rejoin_s) == (1.4, 9.4, 9.4)
+
+
+def test_recovery_needs_a_failure_first():
+    ok = analysis.first_recovery(typed([{"t": 1001, "health": 200}]), lambda s: True, FAULT)
+    assert ok == analysis.Recovery(None, None) and not ok.seen_failing
+    samples = typed([{"t": 1001}, {"t": 1002}, {"t": 1005}])
+    back = analysis.first_recovery(samples, lambda s: s.t >= 1005, FAULT)
+    assert back == analysis.Recovery(1001, 1005) and back.seen_failing
+    never = analysis.first_recovery(samples, lambda s: False, FAULT)
+    assert never == analysis.Recovery(1001, None)
+
+
+def test_a_sample_survives_its_json_unchanged():
+    sample = redis_sample(1009, "r2", "master", "r2", {"r1": {"flags": "slave", "link": "ok"}})
+    sample |= {
+        "patroni": [{"name": "pg-1", "role": "leader", "state": "running"}],
+        "health": 502,
+        "took": 0.8,
+    }
+    back = Sample.from_json(sample).to_json()
+    assert back["haproxy"] == sample["haproxy"]
+    assert back["sentinel"] == sample["sentinel"]
+    assert back["tasks"] == sample["tasks"] and back["health"] == 502 and back["took"] == 0.8
+    assert back["patroni"][0] == {
+        "name": "pg-1",
+        "role": "leader",
+        "state": "running",
+        "lag": None,
+        "timeline": None,
+        "host": None,
+    }
+    assert Sample.from_json(back) == Sample.from_json(sample)
+
+
+def test_reanalyse_reads_recorded_json_and_needs_the_stored_watch():
+    watch = Watch("service", "web", "web", {"web": 2})
+    recorded = [
+        {"t": 1001.0, "tasks": {"web": 1}, "health": 200},
+        {"t": 1008.0, "tasks": {"web": 2}, "health": 200},
+    ]
+    stored = dataclasses.asdict(watch)
+    figures = passing_figures(fault_at=FAULT, watch=stored, target={"node": "web"})
+    again = runner.reanalyse(dict(figures), recorded)
+    assert (again["timeline"]["detect_s"], again["timeline"]["rejoin_s"]) == (1.0, 8.0)
+    assert again["verdict"]["passed"] is True
+    unwatched = {k: v for k, v in figures.items() if k != "watch"}
+    assert runner.reanalyse(dict(unwatched), recorded) == unwatched  # left as it was
+
+
+# --- predicates on a recorded sample of the real cluster ---------------------------------
+
+FIXTURES = Path(__file__).parents[1] / "fixtures"
+RECORDED = json.loads((FIXTURES / "chaos" / "sample.json").read_text())
+DESIRED = {**dict.fromkeys(RECORDED["tasks"], 1), "web": 2, "worker": 2, "haproxy": 2}
+WATCHES = {
+    "pg_primary": Watch("pg_primary", "pg-3", "pg-3", DESIRED),  # the recorded leader
+    "pg_replica": Watch("pg_replica", "pg-1", "pg-1", DESIRED),  # the recorded sync standby
+    "redis_master": Watch("redis_master", "redis-1", "redis-1", DESIRED),
+    "service": Watch("service", "web", "web", DESIRED),
+}
+
+
+def recorded(**change) -> Sample:
+    return Sample.from_json(copy.deepcopy(RECORDED) | change)
+
+
+@pytest.mark.parametrize("kind", list(WATCHES))
+def test_the_recorded_healthy_sample_shows_no_fault_and_everything_in_place(kind):
+    watch, sample = WATCHES[kind], recorded()
+    assert sample.tasks == DESIRED and sample.health == 200
+    fired = [name for name, p in analysis.signals(watch).items() if p(sample)]
+    assert fired == []
+    assert analysis.repaired(watch)(sample) and analysis.rejoined(watch)(sample)
+
+
+def test_haproxy_marking_the_primary_down_is_a_signal():
+    data = copy.deepcopy(RECORDED)
+    data["haproxy"]["2"]["pg_primary"]["pg-3"] = "DOWN"
+    sample, watch = Sample.from_json(data), WATCHES["pg_primary"]
+    signals = analysis.signals(watch)
+    assert signals["haproxy_marked_down"](sample)
+    assert not signals["patroni_leader_changed"](sample)
+    assert not analysis.repaired(watch)(sample)  # HAProxy 2 routes writes nowhere
+
+
+def test_a_stopped_leader_is_gone_but_not_replaced():
+    members = [
+        m | {"state": "stopped"} if m["role"] == "leader" else m for m in RECORDED["patroni"]
+    ]
+    sample, watch = recorded(patroni=members), WATCHES["pg_primary"]
+    signals = analysis.signals(watch)
+    assert signals["patroni_member_gone"](sample) and not signals["patroni_leader_changed"](sample)
+    assert not analysis.repaired(watch)(sample) and not analysis.rejoined(watch)(sample)
+
+
+def test_a_new_leader_and_the_old_one_streaming_is_repaired_and_rejoined():
+    roles = {"pg-3": ("replica", "streaming"), "pg-2": ("leader", "running")}
+    members = [
+        m | dict(zip(("role", "state"), roles.get(m["name"], (m["role"], m["state"])), strict=True))
+        for m in RECORDED["patroni"]
+    ]
+    haproxy = {
+        t: v | {"pg_primary": {"pg-1": "DOWN", "pg-2": "UP", "pg-3": "DOWN"}}
+        for t, v in RECORDED["haproxy"].items()
+    }
+    sample, watch = recorded(patroni=members, haproxy=haproxy), WATCHES["pg_primary"]
+    assert analysis.signals(watch)["patroni_leader_changed"](sample)
+    assert analysis.repaired(watch)(sample) and analysis.rejoined(watch)(sample)
+
+
+def test_a_replica_with_its_link_down_has_not_rejoined():
+    sentinel = copy.deepcopy(RECORDED["sentinel"])
+    sentinel["master"] = "redis-2"
+    sentinel["replicas"] = {
+        "redis-1": {"flags": "s_down,slave,disconnected", "link": "err"},
+        "redis-3": {"flags": "slave", "link": "ok"},
+    }
+    sample, watch = recorded(sentinel=sentinel), WATCHES["redis_master"]
+    assert analysis.signals(watch)["sentinel_new_master"](sample)
+    assert not analysis.rejoined(watch)(sample)
+    sentinel["replicas"]["redis-1"] = {"flags": "slave", "link": "ok"}
+    assert analysis.rejoined(watch)(recorded(sentinel=sentinel))
+
+
+def test_two_redis_masters_up_in_haproxy_is_not_a_repair():
+    data = copy.deepcopy(RECORDED)
+    data["haproxy"]["1"]["redis"]["redis-2"] = "UP"
+    assert not analysis.repaired(WATCHES["redis_master"])(Sample.from_json(data))
+
+
+def test_probes_that_did_not_answer_show_nothing_and_repair_nothing():
+    silent = recorded(haproxy=None, patroni=None, sentinel=None, tasks=None, health=None)
+    for kind, watch in WATCHES.items():
+        fired = [name for name, p in analysis.signals(watch).items() if p(silent)]
+        assert fired == (["healthcheck_failed"] if kind == "service" else []), kind
+        assert not analysis.repaired(watch)(silent) and not analysis.rejoined(watch)(silent)
 
 
 # --- integrity and verdict -------------------------------------------------------------
@@ -269,6 +439,22 @@ def test_no_recovery_fails_with_each_reason():
     ]
 
 
+def test_no_visible_effect_fails_with_that_reason_alone():
+    figures = passing_figures(
+        timeline={"detected_at": None, "rejoined_at": None, "no_visible_effect": True}
+    )
+    assert analysis.verdict(figures)["reasons"] == [analysis.NO_VISIBLE_EFFECT]
+
+
+def test_a_node_never_seen_out_of_place_needs_no_rejoin():
+    seen = {"detected_at": 1002.0, "rejoined_at": None, "rejoin_seen_failing": False}
+    assert analysis.verdict(passing_figures(timeline=seen))["passed"] is True
+    seen["rejoin_seen_failing"] = True
+    assert analysis.verdict(passing_figures(timeline=seen))["reasons"] == [
+        "the failed node did not rejoin"
+    ]
+
+
 def test_missing_accounting_fails():
     integ = analysis.integrity(
         Accounting.from_dict({"ok": False, "problems": ["accounting failed: 502"]})
@@ -299,8 +485,9 @@ def test_etcd_leader_from_endpoint_status():
         {"Endpoint": "http://etcd-3:2379", "Status": {"header": {"member_id": 3}, "leader": 2}},
         {"Endpoint": "http://etcd-2:2379", "Status": {"header": {"member_id": 2}, "leader": 2}},
     ]
-    assert scenarios.etcd_leader_of(status, ["etcd-1", "etcd-2", "etcd-3"]) == "etcd-2"
-    assert scenarios.etcd_leader_of(status[:1], ["etcd-1", "etcd-2", "etcd-3"]) is None
+    statuses = [etcd.EndpointStatus.from_json(e) for e in status]
+    assert etcd.leader_of(statuses, ["etcd-1", "etcd-2", "etcd-3"]) == "etcd-2"
+    assert etcd.leader_of(statuses[:1], ["etcd-1", "etcd-2", "etcd-3"]) is None
 
 
 def test_find_dockerd_reads_proc(tmp_path):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import yaml
 
-from pretix_cluster.patroni import edit_config_command
+from pretix_cluster.daemons.patroni import edit_config_command
 from pretix_cluster.render.configs import render_files
 from pretix_cluster.secrets import SECRET_NAMES
 from pretix_cluster.spec import parse_spec

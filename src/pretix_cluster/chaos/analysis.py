@@ -2,7 +2,9 @@
 
 - from the samples (:mod:`observe`): when the cluster's own mechanisms noticed
   the fault (each signal separately, and the first of them), when service was
-  repaired, when the failed node was back in its place;
+  repaired, when the failed node was back in its place; a repair or rejoin
+  exists only after a sample showed the role or the node out of place, and a
+  fault that no sample shows at all has "no visible effect";
 - from the buyers' ledger: the write-unavailability window (last purchase
   completed before the fault to the first completed after it) and the
   purchases buyers saw fail in it;
@@ -12,20 +14,20 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
 from typing import Any
 
+from pretix_cluster.chaos.observe import Sample
+from pretix_cluster.daemons import haproxy
 from pretix_cluster.loadtest.summary import Accounting
 
-Sample = dict[str, Any]
 Predicate = Callable[[Sample], bool]
 
 # The last step of a shop purchase only shows the order: an order page loaded
 # after the fault proves nothing about writes, so a purchase counts as "after
 # the fault" only when it finished confirming after it.
 READ_ONLY_LAST_STEP = "order_page"
-LIVE_MEMBER_STATES = ("running", "streaming")
 
 
 @dataclass(frozen=True)
@@ -47,31 +49,9 @@ class Watch:
 # --- reading one sample -------------------------------------------------------------
 
 
-def _up(state: str | None) -> bool:
-    return bool(state) and state.startswith("UP")  # "UP 1/2" is still up (going down)
-
-
-def haproxy_up_servers(sample: Sample, backend: str) -> list[set[str]] | None:
-    """Per answering HAProxy, the servers it routes ``backend`` to; None when none answered."""
-    views = sample.get("haproxy")
-    if not views:
-        return None
-    return [{s for s, st in (v.get(backend) or {}).items() if _up(st)} for v in views.values()]
-
-
-def patroni_leader(sample: Sample) -> str | None:
-    members = sample.get("patroni") or []
-    leaders = [m["name"] for m in members if m.get("role") == "leader"]
-    return leaders[0] if len(leaders) == 1 else None
-
-
-def patroni_member(sample: Sample, name: str) -> dict | None:
-    return next((m for m in sample.get("patroni") or [] if m.get("name") == name), None)
-
-
 def tasks_short(sample: Sample, watch: Watch) -> bool:
     """Fewer running tasks than before the fault: of the target's service, or of any."""
-    tasks = sample.get("tasks")
+    tasks = sample.tasks
     if tasks is None:
         return False
     if watch.service not in watch.desired:  # the whole daemon: every service counts
@@ -80,10 +60,21 @@ def tasks_short(sample: Sample, watch: Watch) -> bool:
 
 
 def tasks_complete(sample: Sample, watch: Watch) -> bool:
-    tasks = sample.get("tasks")
+    tasks = sample.tasks
     if not tasks:
         return False
     return all(tasks.get(name, 0) >= want for name, want in watch.desired.items())
+
+
+def marked_down(sample: Sample, backend: str, node: str) -> bool:
+    """Some answering HAProxy no longer routes ``backend`` to ``node``."""
+    return any(node not in up for up in haproxy.up_in_every(sample.haproxy, backend) or [])
+
+
+def routed_only_to(sample: Sample, backend: str, node: str | None) -> bool:
+    """Every answering HAProxy (at least one) routes ``backend`` to ``node`` and no other."""
+    up = haproxy.up_in_every(sample.haproxy, backend)
+    return node is not None and bool(up) and all(x == {node} for x in up)
 
 
 # --- signals: the first sign that a mechanism of the cluster noticed -----------------
@@ -96,44 +87,31 @@ def signals(watch: Watch) -> dict[str, Predicate]:
         "swarm_task_down": lambda s: tasks_short(s, watch),
     }
     if watch.kind == "pg_primary":
-        found["haproxy_marked_down"] = lambda s: any(
-            node not in up for up in haproxy_up_servers(s, "pg_primary") or []
-        )
+        found["haproxy_marked_down"] = lambda s: marked_down(s, haproxy.PG_PRIMARY, node)
         found["patroni_leader_changed"] = lambda s: (
-            s.get("patroni") is not None and patroni_leader(s) != node
+            s.patroni is not None and (s.patroni.leader is None or s.patroni.leader.name != node)
         )
     if watch.kind in ("pg_primary", "pg_replica"):
         found["patroni_member_gone"] = lambda s: (
-            s.get("patroni") is not None
-            and ((m := patroni_member(s, node)) is None or m.get("state") not in LIVE_MEMBER_STATES)
+            s.patroni is not None and ((m := s.patroni.member(node)) is None or not m.live)
         )
     if watch.kind == "pg_replica":
-        found["haproxy_marked_down"] = lambda s: any(
-            node not in up for up in haproxy_up_servers(s, "pg_replicas") or []
-        )
+        found["haproxy_marked_down"] = lambda s: marked_down(s, haproxy.PG_REPLICAS, node)
         found["patroni_sync_moved"] = lambda s: (
-            s.get("patroni") is not None
-            and ((m := patroni_member(s, node)) is None or m.get("role") != "sync_standby")
+            s.patroni is not None
+            and ((m := s.patroni.member(node)) is None or not m.is_sync_standby)
         )
     if watch.kind == "redis_master":
-        found["haproxy_marked_down"] = lambda s: any(
-            node not in up for up in haproxy_up_servers(s, "redis") or []
-        )
+        found["haproxy_marked_down"] = lambda s: marked_down(s, haproxy.REDIS, node)
         found["sentinel_down_flag"] = lambda s: (
-            s.get("sentinel") is not None
-            and s["sentinel"].get("master") == node
-            and any(f in (s["sentinel"].get("flags") or "") for f in ("s_down", "o_down"))
+            s.sentinel is not None and s.sentinel.master.name == node and s.sentinel.master_down
         )
         found["sentinel_new_master"] = lambda s: (
-            s.get("sentinel") is not None and s["sentinel"].get("master") != node
+            s.sentinel is not None and s.sentinel.master.name != node
         )
     if watch.kind in ("service", "daemon"):
-        found["healthcheck_failed"] = lambda s: s.get("health") != 200
+        found["healthcheck_failed"] = lambda s: s.health != 200
     return found
-
-
-def _clean(flags: str | None) -> bool:
-    return not any(f in (flags or "") for f in ("s_down", "o_down", "disconnected"))
 
 
 def repaired(watch: Watch) -> Predicate:
@@ -141,24 +119,23 @@ def repaired(watch: Watch) -> Predicate:
     come back (Swarm restarted it before the cluster failed over)."""
     if watch.kind == "pg_primary":
         return lambda s: (
-            (leader := patroni_leader(s)) is not None
-            and (patroni_member(s, leader) or {}).get("state") == "running"
-            and bool(up := haproxy_up_servers(s, "pg_primary"))
-            and all(x == {leader} for x in up)
+            s.patroni is not None
+            and (leader := s.patroni.leader) is not None
+            and leader.running_leader
+            and routed_only_to(s, haproxy.PG_PRIMARY, leader.name)
         )
     if watch.kind == "pg_replica":
-        return lambda s: any(
-            m.get("role") == "sync_standby" and m.get("state") == "streaming"
-            for m in s.get("patroni") or []
+        return lambda s: (
+            s.patroni is not None
+            and any(m.is_sync_standby and m.streaming_replica for m in s.patroni.members)
         )
     if watch.kind == "redis_master":
         return lambda s: (
-            s.get("sentinel") is not None
-            and _clean(s["sentinel"].get("flags"))
-            and bool(up := haproxy_up_servers(s, "redis"))
-            and all(x == {s["sentinel"].get("master")} for x in up)
+            s.sentinel is not None
+            and s.sentinel.master.clean
+            and routed_only_to(s, haproxy.REDIS, s.sentinel.master.name)
         )
-    return lambda s: tasks_complete(s, watch) and s.get("health") == 200
+    return lambda s: tasks_complete(s, watch) and s.health == 200
 
 
 def rejoined(watch: Watch) -> Predicate:
@@ -168,22 +145,14 @@ def rejoined(watch: Watch) -> Predicate:
     node = watch.node
     if watch.kind in ("pg_primary", "pg_replica"):
         return lambda s: (
-            (m := patroni_member(s, node)) is not None
-            and (
-                (m.get("role") == "leader" and m.get("state") == "running")
-                or (m.get("role") in ("replica", "sync_standby") and m.get("state") == "streaming")
-            )
+            s.patroni is not None and (m := s.patroni.member(node)) is not None and m.serving
         )
     if watch.kind == "redis_master":
         return lambda s: (
-            s.get("sentinel") is not None
+            s.sentinel is not None
             and (
-                (s["sentinel"].get("master") == node and _clean(s["sentinel"].get("flags")))
-                or (
-                    (r := s["sentinel"]["replicas"].get(node)) is not None
-                    and r.get("flags") == "slave"
-                    and r.get("link") == "ok"
-                )
+                (s.sentinel.master.name == node and s.sentinel.master.clean)
+                or ((r := s.sentinel.replica(node)) is not None and r.healthy_replica)
             )
         )
     return lambda s: tasks_complete(s, watch)
@@ -192,63 +161,85 @@ def rejoined(watch: Watch) -> Predicate:
 FAILOVER_SIGNALS = {"pg_primary": "patroni_leader_changed", "redis_master": "sentinel_new_master"}
 
 
-def first_time(samples: list[Sample], predicate: Predicate, after: float) -> float | None:
+def first_time(samples: Sequence[Sample], predicate: Predicate, after: float) -> float | None:
     """Time of the first sample at or after ``after`` for which ``predicate`` holds."""
-    for s in samples:
-        if s["t"] >= after:
-            try:
-                if predicate(s):
-                    return s["t"]
-            except (KeyError, TypeError, AttributeError):
-                continue
-    return None
+    return next((s.t for s in samples if s.t >= after and predicate(s)), None)
 
 
-def first_recovery(samples: list[Sample], predicate: Predicate, after: float) -> float | None:
-    """First time ``predicate`` holds again after a sample (at or after ``after``) showed it
-    failing; when no sample ever did, the first time it held (the role was never seen out).
+@dataclass(frozen=True)
+class Recovery:
+    """A predicate over the samples after the fault: when a sample first showed it failing,
+    and when it held again after that. Neither: it was never seen failing."""
 
-    Right after a kill the views are stale (HAProxy still routes to the dead node,
-    Patroni still names it leader): a "healthy" sample then proves nothing.
+    failed_at: float | None
+    recovered_at: float | None
+
+    @property
+    def seen_failing(self) -> bool:
+        return self.failed_at is not None
+
+
+def first_recovery(samples: Sequence[Sample], predicate: Predicate, after: float) -> Recovery:
+    """When ``predicate`` first failed at or after ``after``, and first held again later.
+
+    A recovery exists only after a failure was seen: right after a kill the views
+    are stale (HAProxy still routes to the dead node, Patroni still names it
+    leader), so a "healthy" sample before any failing one proves nothing.
     """
-    seen_failing, first_ok = False, None
+    failed_at = None
     for s in samples:
-        if s["t"] < after:
+        if s.t < after:
             continue
-        try:
-            ok = bool(predicate(s))
-        except (KeyError, TypeError, AttributeError):
-            continue  # a probe that did not answer is no evidence either way
-        if not ok:
-            seen_failing = True
-        elif seen_failing:
-            return s["t"]
-        elif first_ok is None:
-            first_ok = s["t"]
-    return None if seen_failing else first_ok
+        if not predicate(s):
+            failed_at = s.t if failed_at is None else failed_at
+        elif failed_at is not None:
+            return Recovery(failed_at, s.t)
+    return Recovery(failed_at, None)
 
 
-def timeline(samples: list[Sample], watch: Watch, fault_at: float) -> dict[str, Any]:
-    """Detection (per signal and first), repair and rejoin, in seconds after the fault."""
+@dataclass(frozen=True)
+class Timeline:
+    """Detection (per signal and first), repair and rejoin, as times and seconds after the
+    fault. ``no_visible_effect``: no signal fired and neither the role nor the node was
+    ever seen out of place: nothing was repaired or rejoined, so neither has a time."""
+
+    failover: bool | None  # another node took the role over; None: not a role that fails over
+    signals_s: dict[str, float | None]
+    detected_at: float | None
+    detect_s: float | None
+    first_signal: str | None
+    repaired_at: float | None
+    repair_s: float | None
+    rejoined_at: float | None
+    rejoin_s: float | None
+    rejoin_seen_failing: bool
+    no_visible_effect: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def timeline(samples: Sequence[Sample], watch: Watch, fault_at: float) -> Timeline:
     seen = {name: first_time(samples, p, fault_at) for name, p in signals(watch).items()}
     detected = min((t for t in seen.values() if t is not None), default=None)
     fixed = first_recovery(samples, repaired(watch), fault_at)
     back = first_recovery(samples, rejoined(watch), fault_at)
     failover = FAILOVER_SIGNALS.get(watch.kind)
-    return {
-        # Whether another node took the role over (None: not a role that fails over).
-        "failover": None if failover is None else seen.get(failover) is not None,
-        "signals_s": {k: _rel(v, fault_at) for k, v in seen.items()},
-        "detected_at": detected,
-        "detect_s": _rel(detected, fault_at),
-        "first_signal": min(
+    return Timeline(
+        failover=None if failover is None else seen.get(failover) is not None,
+        signals_s={k: _rel(v, fault_at) for k, v in seen.items()},
+        detected_at=detected,
+        detect_s=_rel(detected, fault_at),
+        first_signal=min(
             (k for k, v in seen.items() if v is not None), key=lambda k: seen[k], default=None
         ),
-        "repaired_at": fixed,
-        "repair_s": _rel(fixed, fault_at),
-        "rejoined_at": back,
-        "rejoin_s": _rel(back, fault_at),
-    }
+        repaired_at=fixed.recovered_at,
+        repair_s=_rel(fixed.recovered_at, fault_at),
+        rejoined_at=back.recovered_at,
+        rejoin_s=_rel(back.recovered_at, fault_at),
+        rejoin_seen_failing=back.seen_failing,
+        no_visible_effect=detected is None and not fixed.seen_failing and not back.seen_failing,
+    )
 
 
 def _rel(t: float | None, origin: float) -> float | None:
@@ -338,11 +329,27 @@ def verdict(figures: dict[str, Any]) -> dict[str, Any]:
     window = figures.get("window") or {}
     if window.get("first_ok_after_at") is None:
         reasons.append("no purchase completed after the fault")
-    observed = figures.get("timeline") or {}
-    if observed.get("detected_at") is None:
-        reasons.append("the cluster never showed it noticed the fault")
-    if observed.get("rejoined_at") is None:
-        reasons.append("the failed node did not rejoin")
+    reasons += _observed_reasons(figures.get("timeline") or {})
     if figures.get("healthy_at") is None:
         reasons.append("status did not become healthy")
     return {"passed": not reasons, "reasons": reasons}
+
+
+NO_VISIBLE_EFFECT = (
+    "the fault had no visible effect (no signal; the role and the node were never seen "
+    "out of place): the scenario proved nothing"
+)
+
+
+def _observed_reasons(observed: dict[str, Any]) -> list[str]:
+    """A fault with no visible effect fails: recovery was never exercised, and a pass
+    would claim it. A node never seen out of its place needed no rejoin. (A timeline
+    recorded before these fields existed is judged as before: detected and rejoined.)"""
+    if observed.get("no_visible_effect"):
+        return [NO_VISIBLE_EFFECT]
+    reasons = []
+    if observed.get("detected_at") is None:
+        reasons.append("the cluster never showed it noticed the fault")
+    if observed.get("rejoined_at") is None and observed.get("rejoin_seen_failing", True):
+        reasons.append("the failed node did not rejoin")
+    return reasons

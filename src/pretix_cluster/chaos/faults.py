@@ -1,14 +1,13 @@
 """Faults, injected with Docker the way real failures look to the cluster.
 
 Each kind is a small class with ``inject`` and ``heal``: a kill needs no heal
-(Swarm restarts the task, the cluster must cope), a partition or a freeze is
-undone after a bounded time so that the node can show it rejoins by itself.
-Nothing here chooses a target; :mod:`targets` does, from the live cluster.
+(Swarm restarts the task, the cluster must cope), a partition is undone after
+a bounded time so that the node can show it rejoins by itself. Nothing here
+chooses a target; :mod:`scenarios` does, from the live cluster.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import signal
@@ -18,8 +17,6 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import docker
-import docker.errors
 from docker.models.containers import Container
 
 from pretix_cluster import swarm
@@ -39,7 +36,7 @@ class Fault(ABC):
     def inject(self) -> None: ...
 
     def heal(self) -> None:
-        """Nothing to undo by default: Swarm replaces what was killed or stopped."""
+        """Nothing to undo by default: Swarm replaces what was killed."""
         return None
 
     @abstractmethod
@@ -58,21 +55,6 @@ class Kill(Fault):
 
     def describe(self) -> str:
         return f"kill -9 {self.container.name}"
-
-
-@dataclass
-class Stop(Fault):
-    """A clean stop (SIGTERM, then SIGKILL after ``grace_s``): an orderly shutdown."""
-
-    container: Container
-    grace_s: int = 10
-    kind: str = "stop"
-
-    def inject(self) -> None:
-        self.container.stop(timeout=self.grace_s)
-
-    def describe(self) -> str:
-        return f"stop {self.container.name}"
 
 
 # Everything but loopback: Docker's DNS (127.0.0.11) and the container's own
@@ -137,29 +119,6 @@ class Partition(Fault):
 
     def describe(self) -> str:
         return f"drop all traffic of {self.container.name} (iptables in its namespace)"
-
-
-@dataclass
-class Freeze(Fault):
-    """Pause every process of the container (cgroup freezer): a hung node, sockets stay open."""
-
-    container: Container
-    kind: str = "freeze"
-    needs_heal: bool = True
-    frozen: bool = False
-
-    def inject(self) -> None:
-        self.container.pause()
-        self.frozen = True
-
-    def heal(self) -> None:
-        if self.frozen:
-            with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
-                self.container.unpause()
-            self.frozen = False
-
-    def describe(self) -> str:
-        return f"pause {self.container.name}"
 
 
 @dataclass(frozen=True)

@@ -13,74 +13,99 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 from pretix_cluster import status, swarm
 from pretix_cluster.cluster import Cluster
+from pretix_cluster.daemons.haproxy import HaproxyView
+from pretix_cluster.daemons.patroni import ClusterView
+from pretix_cluster.daemons.redis import SentinelView
 
 PROBE_TIMEOUT_S = 4.0
-Sample = dict[str, Any]
 
 
-def _haproxy(cluster: Cluster) -> dict[str, dict[str, dict[str, str]]]:
-    """{haproxy task: {backend: {server: status}}} for every HAProxy that answers."""
-    views: dict[str, dict[str, dict[str, str]]] = {}
+@dataclass(frozen=True)
+class Sample:
+    """One observation of every layer at ``t``; a probe that did not answer is None.
+
+    ``haproxy``: what each answering HAProxy task routes; ``tasks``: running
+    tasks per service (short name); ``health``: the status code of pretix's
+    /healthcheck/ through nginx; ``took``: seconds the probes needed.
+    """
+
+    t: float
+    haproxy: tuple[HaproxyView, ...] | None = None
+    patroni: ClusterView | None = None
+    sentinel: SentinelView | None = None
+    tasks: Mapping[str, int] | None = None
+    health: int | None = None
+    took: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The form written to NN-name.samples.json (the same as before the typed Sample)."""
+        return {
+            "t": self.t,
+            "haproxy": None
+            if self.haproxy is None
+            else {v.task: v.to_json() for v in self.haproxy},
+            "patroni": None if self.patroni is None else self.patroni.to_json(),
+            "sentinel": None if self.sentinel is None else self.sentinel.to_json(),
+            "tasks": None if self.tasks is None else dict(self.tasks),
+            "health": self.health,
+            "took": self.took,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Sample:
+        views, members, sentinel = data.get("haproxy"), data.get("patroni"), data.get("sentinel")
+        return cls(
+            t=float(data["t"]),
+            haproxy=None
+            if views is None
+            else tuple(HaproxyView.from_json(task, b) for task, b in views.items()),
+            patroni=None if members is None else ClusterView.from_json(members),
+            sentinel=None if sentinel is None else SentinelView.from_json(sentinel),
+            tasks=data.get("tasks"),
+            health=data.get("health"),
+            took=data.get("took"),
+        )
+
+
+def _haproxy(cluster: Cluster) -> tuple[HaproxyView, ...]:
+    """What every HAProxy that answers routes, asked in parallel."""
     containers = swarm.running_containers(cluster.client, cluster.stack, "haproxy")
     if not containers:
-        return views
+        return ()
     with ThreadPoolExecutor(max_workers=len(containers)) as pool:
-        answers = pool.map(lambda c: status.haproxy_servers(c, timeout=PROBE_TIMEOUT_S), containers)
-    for container, servers in zip(containers, answers, strict=True):
-        if servers is None:
-            continue
-        view = views.setdefault(status.task_label(container), {})
-        for row in servers:
-            view.setdefault(row["pxname"], {})[row["svname"]] = row["status"]
-    return views
+        views = pool.map(lambda c: status.haproxy_view(c, timeout=PROBE_TIMEOUT_S), containers)
+    return tuple(v for v in views if v is not None)
 
 
-def _patroni(cluster: Cluster, avoid: str | None) -> list[dict] | None:
+def _patroni(cluster: Cluster, avoid: str | None) -> ClusterView | None:
     # A partitioned node still answers, from its own stale view: ask the others first.
     nodes = sorted(cluster.spec.pg_nodes, key=lambda n: n == avoid)
-    return status.patroni_members(cluster, nodes, timeout=PROBE_TIMEOUT_S)
+    return status.patroni_view(cluster, nodes, timeout=PROBE_TIMEOUT_S)
 
 
-def _sentinel(cluster: Cluster) -> dict[str, Any] | None:
-    view = status.sentinel_view(cluster, timeout=PROBE_TIMEOUT_S)
-    if view is None:
-        return None
-    master, replicas = view
-    return {
-        "master": master.get("ip"),
-        "flags": master.get("flags"),
-        "replicas": {
-            r.get("ip"): {"flags": r.get("flags"), "link": r.get("master-link-status")}
-            for r in replicas
-        },
-    }
+def _sentinel(cluster: Cluster) -> SentinelView | None:
+    return status.sentinel_view(cluster, timeout=PROBE_TIMEOUT_S)
 
 
 def _tasks(cluster: Cluster) -> dict[str, int]:
-    """Running tasks per service (short name): two API calls for the whole stack."""
-    prefix = cluster.stack + "_"
-    names = {s.id: s.name for s in swarm.stack_services(cluster.client, cluster.stack)}
-    counts = {name.removeprefix(prefix): 0 for name in names.values()}
-    for task in cluster.client.api.tasks(filters={"desired-state": "running"}):
-        name = names.get(task.get("ServiceID"))
-        if name and task["Status"]["State"] == "running":
-            counts[name.removeprefix(prefix)] += 1
-    return counts
+    return swarm.running_tasks(cluster.client, cluster.stack)
 
 
 def _health(cluster: Cluster) -> int | None:
-    return status.healthcheck(cluster, timeout=PROBE_TIMEOUT_S).get("status")
+    return status.healthcheck(cluster, timeout=PROBE_TIMEOUT_S).status
 
 
 def take_sample(cluster: Cluster, pool: ThreadPoolExecutor, avoid: str | None = None) -> Sample:
     """One observation of every layer, probes in parallel; a probe that fails gives None."""
     t = time.time()
-    probes = {
+    probes: dict[str, Callable[[], Any]] = {
         "haproxy": lambda: _haproxy(cluster),
         "patroni": lambda: _patroni(cluster, avoid),
         "sentinel": lambda: _sentinel(cluster),
@@ -88,14 +113,13 @@ def take_sample(cluster: Cluster, pool: ThreadPoolExecutor, avoid: str | None = 
         "health": lambda: _health(cluster),
     }
     futures = {k: pool.submit(f) for k, f in probes.items()}
-    sample: Sample = {"t": round(t, 3)}
+    answers: dict[str, Any] = {}
     for key, future in futures.items():
         try:
-            sample[key] = future.result(timeout=PROBE_TIMEOUT_S * 3)
+            answers[key] = future.result(timeout=PROBE_TIMEOUT_S * 3)
         except Exception:  # a probe of a broken cluster: that is an observation too
-            sample[key] = None
-    sample["took"] = round(time.time() - t, 3)
-    return sample
+            answers[key] = None
+    return Sample(t=round(t, 3), took=round(time.time() - t, 3), **answers)
 
 
 class Sampler(threading.Thread):
@@ -144,7 +168,7 @@ class HealthWatch(threading.Thread):
             t = time.time()
             try:
                 result = status.collect(self.cluster)
-                healthy, problems = result.healthy, result.problems
+                healthy, problems = result.healthy, list(result.problems)
             except Exception as exc:  # Docker itself restarting
                 healthy, problems = False, [f"status failed: {type(exc).__name__}"]
             self.checks.append({"t": round(t, 3), "healthy": healthy, "problems": problems[:5]})

@@ -6,7 +6,7 @@
    buyers write the ledger);
 3. warm-up: purchases complete steadily for ``fault_at`` seconds;
 4. choose the target from the live cluster and inject the fault; undo a
-   partition or freeze once the repair was seen (bounded in any case);
+   partition once the repair was seen (bounded in any case);
 5. keep the load for the rest of ``duration``; then wait, bounded, until the
    failed node is back and ``status`` is healthy;
 6. the figures: the load test's accounting (ledger vs database), the
@@ -32,8 +32,8 @@ from rich.console import Console
 from pretix_cluster import status, swarm
 from pretix_cluster.chaos import analysis
 from pretix_cluster.chaos.faults import Fault
-from pretix_cluster.chaos.observe import HealthWatch, Sampler
-from pretix_cluster.chaos.scenarios import Scenario, Target, select
+from pretix_cluster.chaos.observe import HealthWatch, Sample, Sampler
+from pretix_cluster.chaos.scenarios import Scenario, Target
 from pretix_cluster.cluster import Cluster
 from pretix_cluster.errors import UserError
 from pretix_cluster.loadtest.ledger import LedgerTail, read_ledger
@@ -214,10 +214,10 @@ def _recover(
     while True:
         now = time.time()
         seen = analysis.timeline(list(sampler.samples), watch, fault_at)
-        if seen["detected_at"] is not None and health.not_before is None:
-            health.not_before = seen["detected_at"]
+        if seen.detected_at is not None and health.not_before is None:
+            health.not_before = seen.detected_at
         if not healed:
-            repaired = seen["repaired_at"]
+            repaired = seen.repaired_at
             due = fault_at + scenario.max_fault_s
             if repaired is not None:
                 due = min(due, repaired + scenario.heal_after_repair_s)
@@ -226,7 +226,9 @@ def _recover(
                 fault.heal()
                 healed = True
         say(_progress_line(now - fault_at, seen, health, load))
-        finished = seen["rejoined_at"] is not None and health.healthy_at is not None
+        # A node never seen out of its place has nothing to rejoin.
+        back = seen.rejoined_at is not None or not seen.rejoin_seen_failing
+        finished = back and health.healthy_at is not None
         if (not load.is_alive() and (finished or now > deadline)) or (
             now > deadline + opts.duration
         ):
@@ -234,15 +236,16 @@ def _recover(
         time.sleep(1)
 
 
-def _progress_line(elapsed: float, seen: dict[str, Any], health: HealthWatch, load) -> str:
-    def mark(key: str) -> str:
-        value = seen.get(key)
+def _progress_line(
+    elapsed: float, seen: analysis.Timeline, health: HealthWatch, load: LoadThread
+) -> str:
+    def mark(value: float | None) -> str:
         return "-" if value is None else f"{value:.1f}s"
 
     healthy = "-" if health.healthy_at is None else "yes"
     return (
-        f"+{elapsed:.0f}s detected {mark('detect_s')} ({seen.get('first_signal') or '-'}), "
-        f"repaired {mark('repair_s')}, rejoined {mark('rejoin_s')}, healthy {healthy}, "
+        f"+{elapsed:.0f}s detected {mark(seen.detect_s)} ({seen.first_signal or '-'}), "
+        f"repaired {mark(seen.repair_s)}, rejoined {mark(seen.rejoin_s)}, healthy {healthy}, "
         f"load {'running' if load.is_alive() else 'done'}"
     )
 
@@ -290,7 +293,7 @@ def _figures(
         figures["accounting"] = accounting.to_dict() if accounting else None
         figures["load_report"] = str(load.result.out / "report.html")
     if fault_at is not None and watch is not None:
-        figures["timeline"] = analysis.timeline(sampler.samples, watch, fault_at)
+        figures["timeline"] = analysis.timeline(sampler.samples, watch, fault_at).to_dict()
         records = read_ledger(load_dir / "ledger") if (load_dir / "ledger").exists() else []
         figures["window"] = analysis.write_window(records, fault_at)
         if watch.kind == "pg_primary":
@@ -302,38 +305,27 @@ def _figures(
         )
     figures["samples"] = len(sampler.samples)
     # The resolution of every time read off the samples.
-    gaps = [b["t"] - a["t"] for a, b in zip(sampler.samples, sampler.samples[1:], strict=False)]
+    gaps = [b.t - a.t for a, b in zip(sampler.samples, sampler.samples[1:], strict=False)]
     figures["sample_period_s"] = round(statistics.median(gaps), 2) if gaps else None
     figures["status_checks"] = health.checks
     figures["verdict"] = analysis.verdict(figures)
     samples_file = out / f"{scenario.number:02d}-{scenario.name}.samples.json"
     figures["samples_file"] = str(samples_file)
-    _write_json(samples_file, sampler.samples)
+    _write_json(samples_file, [sample.to_json() for sample in sampler.samples])
     return figures
 
 
-def reanalyse(figures: dict[str, Any], samples: list[dict[str, Any]]) -> dict[str, Any]:
-    """The timeline and verdict again, from a run's recorded samples (after the analysis
-    improved): the samples are the evidence, the figures only a reading of them."""
-    fault_at = figures.get("fault_at")
-    if fault_at is None or "target" not in figures:
+def reanalyse(figures: dict[str, Any], recorded: list[dict[str, Any]]) -> dict[str, Any]:
+    """The timeline and verdict again, from a run's recorded samples (the JSON of
+    NN-name.samples.json) after the analysis improved: the samples are the evidence,
+    the figures only a reading of them. A run without a stored watch is left as it is."""
+    fault_at, stored = figures.get("fault_at"), figures.get("watch")
+    if fault_at is None or stored is None:
         return figures
-    stored = figures.get("watch")
-    watch = analysis.Watch(**stored) if stored else _watch_of(figures, samples)
-    figures["watch"] = dataclasses.asdict(watch)  # the next analysis needs no reconstruction
-    figures["timeline"] = analysis.timeline(samples, watch, fault_at)
+    samples = [Sample.from_json(s) for s in recorded]
+    figures["timeline"] = analysis.timeline(samples, analysis.Watch(**stored), fault_at).to_dict()
     figures["verdict"] = analysis.verdict(figures)
     return figures
-
-
-def _watch_of(figures: dict[str, Any], samples: list[dict[str, Any]]) -> analysis.Watch:
-    """For runs recorded before the watch was stored: the scenario's kind, the target, and
-    the tasks that ran in the last sample before the fault."""
-    [scenario] = select([str(figures["scenario"])])
-    before = [s for s in samples if s["t"] < figures["fault_at"] and s.get("tasks")]
-    desired = before[-1]["tasks"] if before else {}
-    target = figures["target"]
-    return analysis.Watch(scenario.watch, target["service"], target["node"], desired)
 
 
 def _write_json(path: Path, data: Any) -> None:

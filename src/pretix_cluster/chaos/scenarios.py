@@ -8,17 +8,17 @@ nothing here restates them.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 from docker.models.containers import Container
 
 from pretix_cluster import status, swarm
 from pretix_cluster.chaos import faults
 from pretix_cluster.cluster import Cluster
+from pretix_cluster.daemons import etcd, patroni
 from pretix_cluster.errors import UserError
+from pretix_cluster.spec import PORTS
 
 
 @dataclass(frozen=True)
@@ -55,48 +55,39 @@ def _container(cluster: Cluster, service: str) -> Container:
 
 
 def _patroni_role(cluster: Cluster, role: str, label: str) -> Target:
-    members = status.patroni_members(cluster) or []
-    names = [m["name"] for m in members if m.get("role") == role and m["name"]]
+    view = status.patroni_view(cluster)
+    names = [m.name for m in (view.with_role(role) if view else ()) if m.name]
     if len(names) != 1:
         raise UserError(f"Patroni reports {len(names)} {label}s; the cluster must be healthy.")
     return Target(names[0], names[0], label, _container(cluster, names[0]))
 
 
 def pg_primary(cluster: Cluster) -> Target:
-    return _patroni_role(cluster, "leader", "primary")
+    return _patroni_role(cluster, patroni.LEADER, "primary")
 
 
 def pg_sync_standby(cluster: Cluster) -> Target:
-    return _patroni_role(cluster, "sync_standby", "sync standby")
+    return _patroni_role(cluster, patroni.SYNC_STANDBY, "sync standby")
 
 
 def redis_master(cluster: Cluster) -> Target:
     view = status.sentinel_view(cluster)
-    master = view[0].get("ip") if view else None
+    master = view.master.name if view else None
     if master not in cluster.spec.redis_nodes:
         raise UserError(f"Sentinel names {master!r} as the master, not a Redis node of the spec.")
     return Target(master, master, "master", _container(cluster, master))
 
 
-def etcd_leader_of(endpoints: list[dict], members: list[str]) -> str | None:
-    """The member whose id is the leader, from `etcdctl endpoint status --cluster -w json`."""
-    for e in endpoints:
-        st = e.get("Status") or {}
-        if st.get("leader") and st.get("header", {}).get("member_id") == st.get("leader"):
-            host = urlsplit(e.get("Endpoint", "")).hostname
-            if host in members:
-                return host
-    return None
-
-
 def etcd_member(cluster: Cluster) -> Target:
     """The etcd leader (the harder case: an election follows), else the first member."""
     spec = cluster.spec
-    command = status.etcdctl_command(cluster, "endpoint", "status", "--cluster")
-    code, output = swarm.exec_in(_container(cluster, spec.etcd_members[0]), command, timeout=20)
-    line = next((x for x in output.splitlines() if x.startswith("[")), "[]") if code == 0 else "[]"
-    member = etcd_leader_of(json.loads(line), spec.etcd_members) or spec.etcd_members[0]
-    return Target(member, member, "leader" if code == 0 else "member", _container(cluster, member))
+    members = spec.etcd_members
+    statuses = etcd.probe_status(status.cluster_exec(cluster), members, PORTS.etcd_client)
+    leader = etcd.leader_of(statuses or (), members)
+    member = leader or members[0]
+    return Target(
+        member, member, "member" if leader is None else "leader", _container(cluster, member)
+    )
 
 
 def replica_of(service: str) -> Callable[[Cluster], Target]:

@@ -1,0 +1,70 @@
+"""pretix (web and worker): pretix.cfg, and its /healthcheck/ asked through nginx.
+
+The health check needs the database and Redis: a 200 means that a buyer's
+request through the one entry point can reach everything it needs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from pretix_cluster.daemons.patroni import DB_NAME, DB_USER
+from pretix_cluster.spec import PORTS, ClusterSpec
+
+METRICS_USER = "metrics"
+HEALTH_PATH = "/healthcheck/"
+
+
+def config_context(spec: ClusterSpec, values: dict[str, str]) -> dict[str, object]:
+    """pretix.cfg.j2's values: every connection goes through HAProxy."""
+    return {
+        "url": spec.cluster.url,
+        "instance_name": f"pretix ({spec.stack})",
+        "currency": spec.shop.currency,
+        "db": {
+            "host": "haproxy",
+            "port": PORTS.haproxy_pg_primary,
+            "name": DB_NAME,
+            "user": DB_USER,
+            "password": values["pg_pretix_password"],
+        },
+        "replica": {"host": "haproxy", "port": PORTS.haproxy_pg_replicas},
+        "redis": {
+            "host": "haproxy",
+            "port": PORTS.haproxy_redis,
+            "password": values["redis_password"],
+        },
+        "django_secret": values["django_secret"],
+        "metrics": {"user": METRICS_USER, "passphrase": values["metrics_passphrase"]},
+    }
+
+
+@dataclass(frozen=True)
+class HealthCheck:
+    """pretix's /healthcheck/ through nginx: the status code, or why there was none."""
+
+    url: str
+    status: int | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == 200
+
+    def to_json(self) -> dict[str, Any]:
+        """``{"url", "status"}`` or ``{"url", "error"}``, as `status --json` prints it."""
+        answer = {"status": self.status} if self.error is None else {"error": self.error}
+        return {"url": self.url} | answer
+
+
+def probe_health(spec: ClusterSpec, timeout: float = 10) -> HealthCheck:
+    """The health check through nginx on this machine, with the shop's Host header."""
+    url = spec.local_url() + HEALTH_PATH
+    try:
+        response = httpx.get(url, headers={"Host": spec.shop_netloc}, timeout=timeout)
+        return HealthCheck(url, status=response.status_code)
+    except httpx.HTTPError as exc:
+        return HealthCheck(url, error=str(exc)[:120])
