@@ -23,7 +23,6 @@ Progress = Callable[[str], None]
 DATA_TIER_TIMEOUT = 900
 MIGRATE_TIMEOUT = 1200
 APP_TIER_TIMEOUT = 600
-SHOP_SETUP_TIMEOUT = 300
 
 
 @dataclass(frozen=True)

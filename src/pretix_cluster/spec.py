@@ -357,11 +357,6 @@ class ClusterSpec(_Section):
         """The Host header pretix expects: host and, if any, port of the shop URL."""
         return urlsplit(self.cluster.url).netloc
 
-    @property
-    def ports(self) -> Ports:
-        """PORTS, for callers not yet reading PORTS directly (status.py); not a key."""
-        return PORTS
-
     def service_name(self, short: str) -> str:
         return swarm_service_name(self.stack, short)
 

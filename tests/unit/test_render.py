@@ -6,10 +6,10 @@ import pytest
 import yaml
 from jinja2 import UndefinedError
 
+from pretix_cluster.daemons import patroni
 from pretix_cluster.errors import UserError
 from pretix_cluster.images.build import COMPONENTS, ImageSet
 from pretix_cluster.render.configs import (
-    patroni_context,
     redis_file,
     render_files,
     sentinel_file,
@@ -148,7 +148,7 @@ def test_patroni_timing_and_ports_come_from_the_spec(values):
 
 @pytest.mark.parametrize("key", ["ttl", "loop_wait", "retry_timeout", "maximum_lag_on_failover"])
 def test_a_value_missing_from_the_patroni_context_fails_the_render(spec, values, key):
-    context = patroni_context(spec, values)
+    context = patroni.config_context(spec, values)
     del context[key]
     with pytest.raises(UndefinedError):
         template("patroni.yml", True, **context)

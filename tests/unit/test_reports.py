@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
 
@@ -15,7 +14,6 @@ from pretix_cluster.chaos import analysis as chaos_analysis
 from pretix_cluster.chaos import report as chaos_report
 from pretix_cluster.loadtest import report
 from pretix_cluster.loadtest.accounting import reconcile
-from pretix_cluster.loadtest.ledger import LedgerWriter
 from pretix_cluster.loadtest.summary import Accounting, LoadSummary
 from pretix_cluster.reports import svgplot
 from pretix_cluster.spec import ClusterSpec
@@ -171,26 +169,6 @@ def test_load_report_escapes_what_the_run_and_shop_said(summary, records):
     assert "<script>" not in html
     # the event name, a buyer's error message, a Locust request name
     assert html.count(ESCAPED) == 3
-
-
-def test_rebuild_html_reads_a_results_folder(summary, records, tmp_path):
-    writer = LedgerWriter(tmp_path / "ledger")
-    for record in records:
-        writer.write(record)
-    writer.close()
-    with (tmp_path / "locust_stats_history.csv").open("w", newline="") as f:
-        out = csv.DictWriter(f, ["Timestamp", "Name", "User Count"])
-        out.writeheader()
-        out.writerows(run.history())
-    samples = {
-        "t_start": run.T_START,
-        "t_end": run.T_START + run.DURATION,
-        "cluster": run.cluster_samples(),
-        "generator": run.generator_samples(),
-    }
-    report.write_outputs(tmp_path, summary, "old", samples)
-    report.rebuild_html(tmp_path)
-    assert (tmp_path / "report.html").read_text() == _load_html(summary, records)
 
 
 def _chaos_figures(number, title, **over):

@@ -28,7 +28,6 @@ from typing import Any
 
 from pretix_cluster import reports
 from pretix_cluster.loadtest.buyer import STEPS
-from pretix_cluster.loadtest.ledger import read_ledger
 from pretix_cluster.loadtest.shapes import Plan
 from pretix_cluster.loadtest.summary import (
     FAILURE_BUDGET,
@@ -639,21 +638,3 @@ def write_outputs(
     (out / "report.html").write_text(html)
     if samples is not None:
         (out / "samples.json").write_text(json.dumps(samples) + "\n")
-
-
-def rebuild_html(out: Path) -> Path:
-    """Re-render report.html from a results folder (summary, samples, ledger, Locust CSV)."""
-    summary = LoadSummary.from_dict(json.loads((out / "summary.json").read_text()))
-    samples = json.loads((out / "samples.json").read_text())
-    html = render_html(
-        summary,
-        summary.plan,
-        load_records(read_ledger(out / "ledger")),
-        samples["t_start"],
-        samples["t_end"],
-        read_csv(out / "locust_stats_history.csv"),
-        [(t, d) for t, d in samples["cluster"]],
-        [(t, v) for t, v in samples["generator"]],
-    )
-    (out / "report.html").write_text(html)
-    return out / "report.html"

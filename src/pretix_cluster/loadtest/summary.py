@@ -2,7 +2,7 @@
 
 :func:`pretix_cluster.loadtest.report.build_summary` computes a
 :class:`LoadSummary` from the ledger; ``to_dict()`` is ``summary.json`` and
-``from_dict()`` reads it back (bench and ``rebuild_html`` re-read results
+``from_dict()`` reads it back (bench re-reads results
 folders), so the JSON keeps the field names below.
 """
 

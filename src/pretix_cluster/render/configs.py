@@ -19,12 +19,6 @@ from pretix_cluster.spec import ClusterSpec
 
 TEMPLATES = Path(__file__).parent / "templates"
 
-# Old names, still imported by render/stack.py, render/topology.py and test_render.py.
-REDIS_DATA_DIR = redis.DATA_DIR
-pretix_context = pretix.config_context
-patroni_context = patroni.config_context
-nginx_context = nginx.config_context
-
 
 @dataclass(frozen=True)
 class ClusterFile:

@@ -26,9 +26,9 @@ from typing import Any
 
 import yaml
 
+from pretix_cluster.daemons import redis
 from pretix_cluster.images.build import ImageSet
 from pretix_cluster.render.configs import (
-    REDIS_DATA_DIR,
     ClusterFile,
     redis_config_name,
 )
@@ -270,9 +270,9 @@ def redis_like(
         "environment": env | ports,
         # Data and Sentinel's state only. The daemon runs from a config file it
         # rewrites with the password in it, kept on the container's own tmpfs
-        # (REDIS_RUNTIME_DIR): a tmpfs mount declared here would be root's 0755,
+        # (redis.RUNTIME_DIR): a tmpfs mount declared here would be root's 0755,
         # and the stack format cannot set its mode for the image's uid.
-        "volumes": [f"{data_volume(node)}:{REDIS_DATA_DIR}"],
+        "volumes": [f"{data_volume(node)}:{redis.DATA_DIR}"],
         "networks": ["cache"],
         "secrets": [
             secret("redis_password", REDIS_UID),

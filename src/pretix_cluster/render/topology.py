@@ -24,13 +24,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from pretix_cluster.daemons import nginx
+from pretix_cluster.daemons import pretix as pretix_daemon
 from pretix_cluster.images.build import ImageSet
 from pretix_cluster.render import placement
 from pretix_cluster.render import stack as blocks
 from pretix_cluster.render.configs import (
     ClusterFile,
-    nginx_context,
-    pretix_context,
     redis_file,
     render_files,
     template,
@@ -109,7 +109,7 @@ APP_ROLE = "standalone"  # the pretix image's role running gunicorn and celery t
 class SingleNode(Topology):
     def files(self, spec: ClusterSpec, values: dict[str, str]) -> dict[str, ClusterFile]:
         """pretix.cfg pointing straight at PostgreSQL and Redis, nginx.conf as the cluster's."""
-        pretix = pretix_context(spec, values)
+        pretix = pretix_daemon.config_context(spec, values)
         pretix |= {
             "db": pretix["db"] | {"host": PG_SERVICE, "port": PORTS.postgres},
             "replica": None,
@@ -121,7 +121,7 @@ class SingleNode(Topology):
         }
         files = [
             template("pretix.cfg", True, **pretix),
-            template("nginx.conf", False, **nginx_context(spec)),
+            template("nginx.conf", False, **nginx.config_context(spec)),
             ClusterFile("pg_pretix_password", values["pg_pretix_password"], True),
             ClusterFile("redis_password", values["redis_password"], True),
             # A lone master: no replica could ever acknowledge a write.
