@@ -15,7 +15,7 @@ from pretix_cluster.images import build
 from pretix_cluster.render.configs import ClusterFile
 from pretix_cluster.render.stack import dump_stack
 from pretix_cluster.render.topology import HA, Topology
-from pretix_cluster.secrets import SecretStore
+from pretix_cluster.secrets import PROVIDED_NAMES, SecretStore
 from pretix_cluster.spec import ClusterSpec, load_spec
 
 API_TOKEN_FILE = "pretix_api_token"
@@ -54,7 +54,16 @@ class Cluster:
         return build.find_ca_bundle(self.ca_file)
 
     def files(self) -> dict[str, ClusterFile]:
-        return self.topology.files(self.spec, self.secrets.ensure_all())
+        values = self.secrets.ensure_all() | self.secrets.provided()
+        if self.spec.media.kind == "s3":
+            missing = [n for n in PROVIDED_NAMES if n not in values]
+            if missing:
+                where = " and ".join(str(self.secrets.path(n)) for n in missing)
+                raise UserError(
+                    f'[media] kind = "s3" needs the bucket\'s credentials: write them to '
+                    f"{where} (mode 0600, one value each), then run the command again."
+                )
+        return self.topology.files(self.spec, values)
 
     def images(self) -> build.ImageSet:
         return build.planned_tags(self.spec.images.base, self.ca_bundle())

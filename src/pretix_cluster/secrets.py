@@ -25,6 +25,8 @@ SECRET_NAMES: dict[str, int] = {
     "pretix_admin_password": 18,
     "metrics_passphrase": 24,
 }
+# Values only the operator can give (an S3 bucket's credentials): read, never generated.
+PROVIDED_NAMES = ("s3_access_key", "s3_secret_key")
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,10 @@ class SecretStore:
         """Create what is missing, return every value (existing ones untouched)."""
         self._ensure_private_directory()
         return {name: self._ensure(name, size) for name, size in SECRET_NAMES.items()}
+
+    def provided(self) -> dict[str, str]:
+        """The operator's values that exist (PROVIDED_NAMES)."""
+        return {name: self.get(name) for name in PROVIDED_NAMES if self.path(name).exists()}
 
     def get(self, name: str) -> str:
         return (self.directory / name).read_text().strip()

@@ -1,10 +1,12 @@
 """Placement: members pinned to distinct nodes, sticky labels, refusals; media per kind."""
 
+import configparser
 import json
 from pathlib import Path
 
 import pytest
 
+from pretix_cluster.cluster import Cluster
 from pretix_cluster.errors import UserError
 from pretix_cluster.images.build import COMPONENTS, ImageSet
 from pretix_cluster.render import placement
@@ -230,3 +232,50 @@ def test_a_recorded_node_says_its_role_and_address():
     assert labelled.members("shop") == ["pg-1"]
     assert labelled.is_entry("shop")
     assert labelled.members("other") == []
+
+
+# --- media in S3 ----------------------------------------------------------------------------
+
+S3 = {"media": {"kind": "s3", "s3_endpoint": "https://s3.example.org", "s3_bucket": "tickets"}}
+SETTINGS_MODULE = (
+    Path(__file__).parents[2] / "src/pretix_cluster/images/pretix/pretix_cluster_settings.py"
+)
+
+
+def _pretix_cfg(raw: dict, values: dict[str, str]) -> configparser.ConfigParser:
+    spec = parse_spec(raw)
+    parsed = configparser.RawConfigParser()
+    parsed.read_string(HA.files(spec, values)["pretix.cfg"].content)
+    return parsed
+
+
+def test_s3_media_reach_pretix_through_its_settings_module():
+    values = VALUES | {"s3_access_key": "AKIA-unit", "s3_secret_key": "s3-secret-unit"}
+    cfg = _pretix_cfg(S3, values)
+    section = dict(cfg.items("pretix_cluster_s3"))
+    assert section == {
+        "endpoint": "https://s3.example.org",
+        "bucket": "tickets",
+        "region": "",
+        "access_key": "AKIA-unit",
+        "secret_key": "s3-secret-unit",
+    }
+    # The settings module in the image reads exactly these keys of exactly this section.
+    source = SETTINGS_MODULE.read_text()
+    assert 'S3_SECTION = "pretix_cluster_s3"' in source
+    for key in section:
+        assert f'_s3["{key}"]' in source or f'_s3.get("{key}")' in source, key
+
+
+def test_no_s3_section_for_other_media():
+    assert not _pretix_cfg({}, VALUES).has_section("pretix_cluster_s3")
+
+
+def test_s3_without_the_operators_credentials_is_refused(tmp_path):
+    spec = parse_spec(S3)
+    cluster = Cluster(spec, tmp_path)
+    with pytest.raises(UserError, match=r"s3_access_key and .*s3_secret_key"):
+        cluster.files()
+    cluster.secrets.write("s3_access_key", "AKIA-unit")
+    cluster.secrets.write("s3_secret_key", "s3-secret-unit")
+    assert "secret_key=s3-secret-unit" in cluster.files()["pretix.cfg"].content

@@ -39,6 +39,21 @@ def config_context(spec: ClusterSpec, values: dict[str, str]) -> dict[str, objec
         },
         "django_secret": values["django_secret"],
         "metrics": {"user": METRICS_USER, "passphrase": values["metrics_passphrase"]},
+        "s3": s3_context(spec, values),
+    }
+
+
+def s3_context(spec: ClusterSpec, values: dict[str, str]) -> dict[str, str] | None:
+    """[pretix_cluster_s3] for the image's settings module: media in an S3 bucket."""
+    media = spec.media
+    if media.kind != "s3":
+        return None
+    return {
+        "endpoint": media.s3_endpoint,
+        "bucket": media.s3_bucket,
+        "region": media.s3_region,
+        "access_key": values["s3_access_key"],
+        "secret_key": values["s3_secret_key"],
     }
 
 
