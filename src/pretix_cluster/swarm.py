@@ -7,11 +7,13 @@ module only asks it for things and waits for it, with bounded timeouts.
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import docker
 import docker.errors
@@ -331,20 +333,84 @@ def wait_converged(
         time.sleep(3)
 
 
-# --- reaching into containers ----------------------------------------------------
+# --- reaching into containers, on whichever node they run --------------------------
+#
+# A Docker daemon knows only its own containers. On a multi-node swarm the tool
+# asks the manager it talks to (DOCKER_HOST) where a task runs, and reaches that
+# node's daemon the same way it reaches the manager: tcp://<node address>:<port>
+# for a tcp:// DOCKER_HOST (the lab), ssh://<user>@<node hostname> for ssh://.
+
+_NODE_CLIENTS: dict[str, docker.DockerClient] = {}
+_ENDPOINT_OF: dict[int, str] = {}  # id(node client) -> its endpoint, for the docker CLI
+
+
+def node_endpoint(manager_endpoint: str, node: placement.Node) -> str | None:
+    """How to reach ``node``'s daemon, by analogy with the manager's endpoint; None: no way."""
+    parts = urlsplit(manager_endpoint)
+    if parts.scheme == "tcp":
+        return f"tcp://{node.address}:{parts.port or 2375}"
+    if parts.scheme == "ssh":
+        user = f"{parts.username}@" if parts.username else ""
+        port = f":{parts.port}" if parts.port else ""
+        return f"ssh://{user}{node.hostname}{port}"
+    return None
+
+
+def node_client(client: docker.DockerClient, node_id: str) -> docker.DockerClient:
+    """The daemon of the node with this id (the manager's own client for its own node)."""
+    if node_id == _own_node_id(client):
+        return client
+    node = placement.Node.from_inspect(client.nodes.get(node_id).attrs)
+    endpoint = node_endpoint(os.environ.get("DOCKER_HOST", ""), node)
+    if endpoint is None:
+        raise UserError(
+            f"A task runs on node {node.hostname}, whose Docker this machine cannot reach; "
+            "set DOCKER_HOST to tcp://... or ssh://... so that every node is reached the same way."
+        )
+    if endpoint not in _NODE_CLIENTS:
+        node_docker = docker.DockerClient(base_url=endpoint, timeout=120)
+        _NODE_CLIENTS[endpoint] = node_docker
+        _ENDPOINT_OF[id(node_docker)] = endpoint
+    return _NODE_CLIENTS[endpoint]
+
+
+def _own_node_id(client: docker.DockerClient) -> str:
+    cached = getattr(client, "_pretix_cluster_node_id", None)
+    if cached is None:
+        cached = client.info().get("Swarm", {}).get("NodeID", "")
+        client._pretix_cluster_node_id = cached  # type: ignore[attr-defined]
+    return cached
 
 
 def running_containers(client: docker.DockerClient, stack: str, short: str) -> list[Container]:
+    """The service's running containers, on every node (each bound to its node's daemon)."""
     service = swarm_service_name(stack, short)
-    found = client.api.containers(
-        filters={"label": f"com.docker.swarm.service.name={service}", "status": "running"}
-    )
+    try:
+        tasks = client.api.tasks(filters={"service": service, "desired-state": "running"})
+    except docker.errors.NotFound:  # no such service (not deployed, or paused by the bench)
+        return []
     containers = []
-    for entry in found:
-        # A container can exit between the listing and the inspection.
-        with contextlib.suppress(docker.errors.NotFound):
-            containers.append(client.containers.get(entry["Id"]))
+    for task in tasks:
+        container_id = task.get("Status", {}).get("ContainerStatus", {}).get("ContainerID")
+        if not container_id or task.get("ServiceID") is None:
+            continue
+        # A container can exit, or its node vanish, between the listing and the inspection.
+        with contextlib.suppress(docker.errors.DockerException, UserError):
+            container = node_client(client, task["NodeID"]).containers.get(container_id)
+            if container.status == "running":
+                containers.append(container)
     return containers
+
+
+def stack_containers(client: docker.DockerClient, stack: str) -> list[Container]:
+    """Every running container of the stack on every node that answers."""
+    found = []
+    for node in client.nodes.list():
+        with contextlib.suppress(docker.errors.DockerException, UserError):
+            found += node_client(client, node.id).containers.list(
+                sparse=True, filters=_stack_filter(stack)
+            )
+    return found
 
 
 def exec_in(
@@ -356,8 +422,10 @@ def exec_in(
 ) -> tuple[int, str]:
     """Run a command in a container; input goes on stdin, never on the command line."""
     as_user = ["-u", user] if user else []
+    endpoint = _ENDPOINT_OF.get(id(container.client))
+    host = ["-H", endpoint] if endpoint else []
     result = subprocess.run(
-        ["docker", "exec", "-i", *as_user, container.id, *command],
+        ["docker", *host, "exec", "-i", *as_user, container.id, *command],
         input=stdin or "",
         capture_output=True,
         text=True,

@@ -30,6 +30,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from pretix_cluster import swarm
+
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -136,9 +138,7 @@ class ClusterCpu:
 
     def sample(self) -> None:
         try:
-            containers = self.client.containers.list(
-                sparse=True, filters={"label": f"com.docker.stack.namespace={self.stack}"}
-            )
+            containers = swarm.stack_containers(self.client, self.stack)
         except Exception:
             return
         if not containers:
