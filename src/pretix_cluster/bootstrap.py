@@ -14,7 +14,7 @@ from pretix_cluster import swarm
 from pretix_cluster.cluster import API_TOKEN_FILE, Cluster
 from pretix_cluster.daemons import patroni
 from pretix_cluster.errors import UserError
-from pretix_cluster.images import build
+from pretix_cluster.images import build, registry
 from pretix_cluster.render.stack import dump_stack
 from pretix_cluster.shop_setup import ShopSetupError, ShopSetupParams, run_shop_setup
 
@@ -41,9 +41,21 @@ def up(cluster: Cluster, progress: Progress) -> UpResult:
     swarm.refuse_foreign_stack(client, cluster.stack)
     swarm.refuse_taken_port(client, cluster.stack, spec.nginx.port)
     # Before anything is built or deployed: a spec the swarm cannot hold is refused here.
-    placement = cluster.topology.placement(spec, swarm.nodes(client))
+    nodes = swarm.nodes(client)
+    placement = cluster.topology.placement(spec, nodes)
+    if len(nodes) > 1 and not spec.images.registry:
+        raise UserError(
+            f"This swarm has {len(nodes)} nodes, which cannot pull images built here; "
+            "set [images] registry in cluster.toml to a registry every node can pull from."
+        )
+    if spec.images.registry:
+        registry.check_answers(cluster.push_via or spec.images.registry)
 
-    images = build.build_all(client, spec.images.base, cluster.ca_bundle(), progress)
+    images = build.build_all(cluster.builder, spec.images.base, cluster.ca_bundle(), progress)
+    if spec.images.registry:
+        images = registry.push(
+            cluster.builder, images, spec.images.registry, progress, cluster.push_via
+        )
     files = cluster.files()
     swarm.ensure_files(client, cluster.stack, files)
     if placement is not None:

@@ -12,6 +12,7 @@ import docker
 from pretix_cluster import swarm
 from pretix_cluster.errors import UserError
 from pretix_cluster.images import build
+from pretix_cluster.images.registry import as_pulled
 from pretix_cluster.render.configs import ClusterFile
 from pretix_cluster.render.stack import dump_stack
 from pretix_cluster.render.topology import HA, Topology
@@ -29,6 +30,8 @@ class Cluster:
     spec_dir: Path
     ca_file: Path | None = None
     topology: Topology = HA
+    # Where this machine pushes when that is not the address nodes pull from (the lab).
+    push_via: str | None = None
 
     @classmethod
     def from_file(cls, spec_file: Path, ca_file: Path | None = None) -> Cluster:
@@ -50,6 +53,10 @@ class Cluster:
     def client(self) -> docker.DockerClient:
         return swarm.connect()
 
+    @cached_property
+    def builder(self) -> docker.DockerClient:
+        return swarm.connect_builder()
+
     def ca_bundle(self) -> Path | None:
         return build.find_ca_bundle(self.ca_file)
 
@@ -66,7 +73,10 @@ class Cluster:
         return self.topology.files(self.spec, values)
 
     def images(self) -> build.ImageSet:
-        return build.planned_tags(self.spec.images.base, self.ca_bundle())
+        """The names the stack runs: this machine's tags, or the registry's when there is one."""
+        planned = build.planned_tags(self.spec.images.base, self.ca_bundle())
+        registry = self.spec.images.registry
+        return as_pulled(planned, registry) if registry else planned
 
     def stack_document(self, images: build.ImageSet, files: dict[str, ClusterFile]) -> dict:
         return self.topology.stack(self.spec, images, files)

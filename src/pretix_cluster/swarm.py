@@ -47,6 +47,29 @@ def connect() -> docker.DockerClient:
         ) from None
 
 
+LOCAL_DOCKER = "unix:///var/run/docker.sock"
+
+
+def is_remote() -> bool:
+    """The swarm is reached through DOCKER_HOST, not this machine's own daemon."""
+    return os.environ.get("DOCKER_HOST", LOCAL_DOCKER) != LOCAL_DOCKER
+
+
+def connect_builder() -> docker.DockerClient:
+    """This machine's own daemon, which builds the images (also when DOCKER_HOST is remote)."""
+    if not is_remote():
+        return connect()
+    try:
+        client = docker.DockerClient(base_url=LOCAL_DOCKER, timeout=120)
+        client.ping()
+        return client
+    except docker.errors.DockerException as exc:
+        raise UserError(
+            f"This machine's Docker, which builds the images, is not reachable ({_short(exc)}); "
+            "start it and try again."
+        ) from None
+
+
 def _short(exc: Exception) -> str:
     return str(exc).splitlines()[0][:160]
 
@@ -99,6 +122,8 @@ def refuse_taken_port(client: docker.DockerClient, stack: str, port: int) -> Non
                 f"Port {port} is already published by the Docker service {service.name}; "
                 "set another [nginx] port in cluster.toml."
             )
+    if is_remote():
+        return  # the port is the nodes', not this machine's: Swarm refuses a clash itself
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -277,8 +302,10 @@ def service_states(client: docker.DockerClient, stack: str) -> list[ServiceState
     states = []
     for service in stack_services(client, stack):
         spec = service.attrs["Spec"]
-        desired = spec.get("Mode", {}).get("Replicated", {}).get("Replicas", 1)
         tasks = [Task.from_api(t) for t in service.tasks(filters={"desired-state": "running"})]
+        # A global service (nginx) wants one task per eligible node: the tasks Swarm made.
+        mode = spec.get("Mode", {})
+        desired = mode["Replicated"].get("Replicas", 1) if "Replicated" in mode else len(tasks)
         running = sum(1 for t in tasks if t.running)
         # Only errors of tasks that should run now: old failures are history, not state.
         errors = [t.error for t in tasks if t.error]

@@ -16,7 +16,6 @@ from pretix_cluster.cluster import Cluster
 from pretix_cluster.loadtest.buyer import PurchaseResult, buy_ticket
 from pretix_cluster.loadtest.pretixapi import PretixApi
 from pretix_cluster.secrets import SECRET_NAMES
-from pretix_cluster.spec import ClusterSpec
 
 from .conftest import cli
 
@@ -85,19 +84,22 @@ def test_status_shows_the_spec_s_topology_healthy(cluster: Cluster, spec_file: P
     assert status["healthy"] is True
 
 
-def replicas_in_spec(spec: ClusterSpec) -> dict[str, int]:
-    """Every Swarm service of the cluster and the replicas the spec gives it."""
+def replicas_in_spec(cluster: Cluster) -> dict[str, int]:
+    """Every Swarm service of the cluster and the replicas the spec gives it (nginx: one per
+    entry node, which `up` labels)."""
+    spec = cluster.spec
+    entry_nodes = [n for n in swarm.nodes(cluster.client) if n.is_entry(cluster.stack)]
     return {spec.service_name(node): 1 for node in spec.stateful_nodes} | {
         spec.service_name("web"): spec.web.replicas,
         spec.service_name("worker"): spec.worker.replicas,
         spec.service_name("cron"): 1,
-        spec.service_name("nginx"): spec.nginx.replicas,
+        spec.service_name("nginx"): len(entry_nodes),
         spec.service_name("haproxy"): spec.haproxy.replicas,
     }
 
 
 def test_every_service_runs_the_replicas_the_spec_asks_for(cluster: Cluster, spec_file: Path):
-    expected = replicas_in_spec(cluster.spec)
+    expected = replicas_in_spec(cluster)
     services = cluster_status(spec_file)["services"]
     assert {s["name"]: s["desired"] for s in services} == expected
     assert {s["name"]: s["running"] for s in services} == expected
@@ -115,7 +117,7 @@ def test_no_secret_value_appears_in_docker_inspect(cluster: Cluster):
     of_the_stack = {"label": f"com.docker.stack.namespace={cluster.stack}"}
     containers = [c.id for c in cluster.client.containers.list(filters=of_the_stack)]
     services = [s.id for s in cluster.client.services.list(filters=of_the_stack)]
-    replicas = replicas_in_spec(cluster.spec)
+    replicas = replicas_in_spec(cluster)
     assert len(services) == len(replicas)
     assert len(containers) >= sum(replicas.values())
     inspected = subprocess.run(

@@ -279,3 +279,24 @@ def test_s3_without_the_operators_credentials_is_refused(tmp_path):
     cluster.secrets.write("s3_access_key", "AKIA-unit")
     cluster.secrets.write("s3_secret_key", "s3-secret-unit")
     assert "secret_key=s3-secret-unit" in cluster.files()["pretix.cfg"].content
+
+
+# --- images from a registry -----------------------------------------------------------------
+
+
+def test_the_stack_names_the_registrys_images(tmp_path):
+    spec = parse_spec(SHARED | {"images": {"registry": "registry.example.org:5000/shop"}})
+    cluster = Cluster(spec, tmp_path)
+    local = Cluster(parse_spec(SHARED), tmp_path).images()
+    pulled = cluster.images()
+    for component, image in local.tags.items():
+        assert pulled[component] == f"registry.example.org:5000/shop/{image}"
+    stack = HA.stack(spec, pulled, HA.files(spec, VALUES))
+    assert stack["services"]["pg-1"]["image"] == pulled["postgres"]
+
+
+def test_a_registry_that_does_not_answer_is_one_sentence():
+    from pretix_cluster.images.registry import check_answers
+
+    with pytest.raises(UserError, match=r"127\.0\.0\.1:9 does not answer"):
+        check_answers("127.0.0.1:9", timeout=1)

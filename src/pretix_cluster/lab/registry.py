@@ -19,6 +19,7 @@ import docker.errors
 import httpx
 
 from pretix_cluster.errors import UserError
+from pretix_cluster.images.registry import qualified, split_tag
 from pretix_cluster.lab.addresses import REGISTRY_PORT, LabAddresses
 from pretix_cluster.lab.names import REGISTRY_ROLE, LabNames
 
@@ -117,17 +118,6 @@ def _wait_answering(registry: Registry, name: str) -> None:
         time.sleep(0.5)
 
 
-def qualified(image: str, registry_address: str) -> str:
-    """The image's name in the registry: same repository path and tag, the registry's host.
-
-    A leading registry host ("docker.io/...", "host:5000/...") is replaced, not kept.
-    """
-    first, _, rest = image.partition("/")
-    if rest and ("." in first or ":" in first or first == "localhost"):
-        image = rest
-    return f"{registry_address}/{image}"
-
-
 def push_images(
     host: docker.DockerClient, registry: Registry, images: Iterable[str], progress: Progress
 ) -> dict[str, str]:
@@ -157,11 +147,3 @@ def push_images(
             host.images.remove(through, noprune=True)
         pushed[image] = qualified(image, registry.address)
     return pushed
-
-
-def split_tag(name: str) -> tuple[str, str]:
-    """'host:5000/a/b:tag' -> ('host:5000/a/b', 'tag'); a name without tag means latest."""
-    repository, sep, tag = name.rpartition(":")
-    if not sep or "/" in tag:
-        return name, "latest"
-    return repository, tag
