@@ -9,8 +9,6 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -18,9 +16,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from pretix_cluster.cli_options import DEFAULT_SPEC, SpecOption
 from pretix_cluster.errors import UserError
-from pretix_cluster.lab import control
+from pretix_cluster.lab import control, deploy
 from pretix_cluster.lab.names import DEFAULT_LAB
+from pretix_cluster.progress import progress_display
 
 app = typer.Typer(
     add_completion=False,
@@ -37,18 +37,8 @@ JsonOption = Annotated[bool, typer.Option("--json", help="machine-readable outpu
 NodeArgument = Annotated[str, typer.Argument(help="a node, as lab-2 or 2")]
 
 
-@contextmanager
-def _progress(title: str) -> Iterator[Callable[[str], None]]:
-    last = [""]
-    with console.status(title) as spinner:
-
-        def progress(message: str) -> None:
-            spinner.update(message)
-            if message != last[0]:
-                console.log(message, style="dim")
-                last[0] = message
-
-        yield progress
+def _progress(title: str):
+    return progress_display(title, console)
 
 
 @app.command()
@@ -63,19 +53,35 @@ def up(
     shared_dir: Annotated[
         Path | None, typer.Option(help="a host directory every node sees (shared media)")
     ] = None,
+    cluster: Annotated[
+        bool, typer.Option(help="also deploy the cluster of --spec across the lab's nodes")
+    ] = True,
+    spec_file: SpecOption = DEFAULT_SPEC,
     as_json: JsonOption = False,
 ) -> None:
-    """Create the lab, or continue and repair it: start stopped nodes, join missing ones."""
+    """Create the lab (or continue and repair it), then deploy the cluster across it."""
+    if cluster and shared_dir is None:
+        shared_dir = deploy.shared_dir(spec_file)
+        shared_dir.mkdir(parents=True, exist_ok=True)
     spec = control.LabSpec(name=name, nodes=nodes, subnet=subnet, shared_dir=shared_dir)
     started = time.monotonic()
     with _progress(f"bringing up lab {name}") as progress:
         lab = control.up(spec, progress)
+        lab_up_s = time.monotonic() - started
+        deployed = deploy.deploy(lab, spec_file, progress) if cluster else None
     if as_json:
         _print_json(lab)
         return
     _print_lab(lab)
-    out.print(f"[bold green]lab {lab.name} is up[/] ({time.monotonic() - started:.0f} s)")
+    out.print(f"[bold green]lab {lab.name} is up[/] ({lab_up_s:.0f} s)")
+    if deployed is not None:
+        out.print(
+            f"[bold green]pretix is up across the lab[/] at {deployed.url} "
+            f"({time.monotonic() - started:.0f} s in all)"
+        )
     out.print(f"export DOCKER_HOST={lab.docker_host}")
+    if deployed is not None:
+        out.print(f"export PRETIX_CLUSTER_SPEC={deployed.spec_file}")
 
 
 @app.command()
@@ -90,12 +96,17 @@ def status(name: NameOption = DEFAULT_LAB, as_json: JsonOption = False) -> None:
 
 
 @app.command()
-def env(name: NameOption = DEFAULT_LAB) -> None:
-    """Print `export DOCKER_HOST=...` (a ready manager): `eval $(pretix-cluster lab env)`."""
+def env(name: NameOption = DEFAULT_LAB, spec_file: SpecOption = DEFAULT_SPEC) -> None:
+    """Print the exports that point every other command at the lab:
+    `eval $(pretix-cluster lab env)`: DOCKER_HOST (a ready manager) and, once the cluster
+    is deployed, PRETIX_CLUSTER_SPEC (the lab's spec)."""
     lab = control.status(name)
     if lab.docker_host is None:
         raise UserError(f"No manager of lab {name} is ready; run `pretix-cluster lab up`.")
     sys.stdout.write(f"export DOCKER_HOST={lab.docker_host}\n")
+    lab_spec_file = deploy.shared_dir(spec_file).parent / deploy.LAB_SPEC_FILE
+    if lab_spec_file.exists():
+        sys.stdout.write(f"export PRETIX_CLUSTER_SPEC={lab_spec_file}\n")
 
 
 @app.command()
@@ -126,6 +137,7 @@ def down(
 ) -> None:
     """Remove the nodes, the registry and the network; keep their disks unless --purge."""
     with _progress(f"removing lab {name}") as progress:
+        deploy.remove_front(name, progress)
         control.down(name, purge, progress)
     out.print(f"lab {name} is down" + (" and purged" if purge else "; disks kept"))
 
