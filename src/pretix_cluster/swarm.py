@@ -429,6 +429,20 @@ def running_containers(client: docker.DockerClient, stack: str, short: str) -> l
     return containers
 
 
+def task_node(client: docker.DockerClient, stack: str, short: str) -> str | None:
+    """The hostname of the node running the service's (first) running task."""
+    try:
+        tasks = client.api.tasks(
+            filters={"service": swarm_service_name(stack, short), "desired-state": "running"}
+        )
+    except docker.errors.NotFound:
+        return None
+    for task in tasks:
+        if task.get("Status", {}).get("State") == "running" and task.get("NodeID"):
+            return client.nodes.get(task["NodeID"]).attrs["Description"]["Hostname"]
+    return None
+
+
 def stack_containers(client: docker.DockerClient, stack: str) -> list[Container]:
     """Every running container of the stack on every node that answers."""
     found = []

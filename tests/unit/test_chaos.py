@@ -468,16 +468,21 @@ def test_missing_accounting_fails():
 
 def test_select_by_number_name_or_all():
     assert [s.number for s in scenarios.select(["1", "redis-master-kill", "7"])] == [1, 4, 7]
-    assert len(scenarios.select(["all"])) == 11
+    assert [s.number for s in scenarios.select(["all"])] == list(range(1, 12))
+    assert [s.number for s in scenarios.select(["all"], on_lab=True)] == [*range(1, 11), 12, 13, 14]
+    with pytest.raises(UserError, match="needs a lab"):
+        scenarios.select(["node-loss-primary"])
+    with pytest.raises(UserError, match="not a lab"):
+        scenarios.select(["11"], on_lab=True)
     with pytest.raises(UserError):
-        scenarios.select(["12"])
+        scenarios.select(["15"])
     with pytest.raises(UserError):
         scenarios.select([])
 
 
 def test_scenario_numbers_and_names_are_unique():
-    assert [s.number for s in scenarios.SCENARIOS] == list(range(1, 12))
-    assert len({s.name for s in scenarios.SCENARIOS}) == 11
+    assert [s.number for s in scenarios.SCENARIOS] == list(range(1, 15))
+    assert len({s.name for s in scenarios.SCENARIOS}) == 14
 
 
 def test_etcd_leader_from_endpoint_status():
@@ -533,3 +538,18 @@ def test_a_partition_drops_everything_but_loopback_and_heals_the_same_rules():
     assert [[a for a in c if a not in ("-I", "1")] for c in cut] == [
         [a for a in c if a != "-D"] for c in heal
     ]
+
+
+def test_tasks_back_times_each_service_that_lost_tasks():
+    watch = analysis.Watch("pg_primary", "pg-1", "pg-1", {"pg-1": 1, "web": 2, "worker": 2})
+    t0 = 1000.0
+    samples = [
+        Sample(t0 - 1, tasks={"pg-1": 1, "web": 2, "worker": 2}),
+        Sample(t0 + 1, tasks={"pg-1": 0, "web": 1, "worker": 2}),
+        Sample(t0 + 2, tasks=None),  # the probe did not answer: no evidence
+        Sample(t0 + 9, tasks={"pg-1": 0, "web": 2, "worker": 2}),
+        Sample(t0 + 30, tasks={"pg-1": 1, "web": 2, "worker": 2}),
+    ]
+    assert analysis.tasks_back(samples, watch, t0) == {"pg-1": 30.0, "web": 9.0}
+    # never back: not listed
+    assert analysis.tasks_back(samples[:4], watch, t0) == {"web": 9.0}

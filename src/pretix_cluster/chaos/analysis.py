@@ -219,6 +219,22 @@ class Timeline:
         return asdict(self)
 
 
+def tasks_back(samples: Sequence[Sample], watch: Watch, fault_at: float) -> dict[str, float]:
+    """Per service that lost running tasks after the fault: seconds until it ran all of them
+    again (Swarm rescheduled them, or the machine came back). Never back: not listed."""
+    back: dict[str, float] = {}
+    answered = [s for s in samples if s.tasks is not None]  # a silent probe is no evidence
+    for service, want in sorted(watch.desired.items()):
+
+        def complete(s: Sample, service: str = service, want: int = want) -> bool:
+            return (s.tasks or {}).get(service, 0) >= want
+
+        recovery = first_recovery(answered, complete, fault_at)
+        if recovery.seen_failing and recovery.recovered_at is not None:
+            back[service] = round(recovery.recovered_at - fault_at, 2)
+    return back
+
+
 def timeline(samples: Sequence[Sample], watch: Watch, fault_at: float) -> Timeline:
     seen = {name: first_time(samples, p, fault_at) for name, p in signals(watch).items()}
     detected = min((t for t in seen.values() if t is not None), default=None)

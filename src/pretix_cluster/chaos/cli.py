@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from pretix_cluster import swarm
 from pretix_cluster.chaos import report
 from pretix_cluster.chaos.runner import ChaosOptions, reanalyse, run_scenario
 from pretix_cluster.chaos.scenarios import SCENARIOS, select
@@ -59,7 +60,7 @@ def run(
 ) -> None:
     """Run scenarios one after the other; exit 1 if any lost, oversold, duplicated or
     did not recover."""
-    chosen = select(scenarios)
+    chosen = select(scenarios, on_lab=swarm.is_remote())
     opts = ChaosOptions(
         users=users, duration=duration, fault_at=fault_at, recover_timeout=recover_timeout
     )

@@ -20,6 +20,7 @@ from pathlib import Path
 from docker.models.containers import Container
 
 from pretix_cluster import swarm
+from pretix_cluster.lab import control as lab_control
 
 DOCKERD_LOG = Path("/var/log/dockerd.log")
 DOCKERD_STOP_S = 90.0
@@ -119,6 +120,35 @@ class Partition(Fault):
 
     def describe(self) -> str:
         return f"drop all traffic of {self.container.name} (iptables in its namespace)"
+
+
+@dataclass
+class MachineKill(Fault):
+    """A lab machine dies: `docker kill` of its node, every container on it at once; heal
+    starts it again with its disk, and it rejoins the swarm by itself."""
+
+    lab: str
+    machine: str
+    kind: str = "machine lost"
+    needs_heal: bool = True
+    killed: bool = False
+
+    def inject(self) -> None:
+        lab_control.kill_node(self.lab, self.machine)
+        self.killed = True
+
+    def heal(self) -> None:
+        if self.killed:
+            lab_control.start_node(self.lab, self.machine, lambda message: None)
+            self.killed = False
+
+    def describe(self) -> str:
+        return f"kill the lab machine {self.machine} (its node container)"
+
+
+def machine_partition(lab: str, machine: str) -> Partition:
+    """A lab machine cut off from every other: its node's traffic dropped, as for a task."""
+    return Partition(lab_control.node_container(lab, machine), kind="machine partition")
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import statistics
 import threading
 import time
@@ -33,7 +34,7 @@ from pretix_cluster import status, swarm
 from pretix_cluster.chaos import analysis
 from pretix_cluster.chaos.faults import Fault
 from pretix_cluster.chaos.observe import HealthWatch, Sample, Sampler
-from pretix_cluster.chaos.scenarios import Scenario, Target
+from pretix_cluster.chaos.scenarios import Scenario, Target, pg_primary, redis_master
 from pretix_cluster.cluster import Cluster
 from pretix_cluster.errors import UserError
 from pretix_cluster.loadtest.ledger import LedgerTail, read_ledger
@@ -151,6 +152,8 @@ def run_scenario(
         "duration_s": opts.duration,
         "load_dir": str(load_dir),
     }
+    if scenario.machine:
+        cluster = control_from_a_spare_machine(cluster, say)
     ready = wait_healthy(cluster, opts.ready_timeout, say)
     if not ready.healthy:
         figures["error"] = "cluster not healthy before the fault: " + "; ".join(ready.problems)
@@ -195,6 +198,36 @@ def run_scenario(
         if health.is_alive():
             health.stop()
     return _figures(figures, watch, sampler, health, load, load_dir, out, scenario)
+
+
+def control_from_a_spare_machine(cluster: Cluster, say: Say) -> Cluster:
+    """Talk to the swarm through a manager that holds neither the PostgreSQL primary nor
+    the Redis master, so that the machine a scenario takes is never the tool's way in.
+
+    With three machines and two roles one is always spare. DOCKER_HOST is switched
+    for this process (the docker CLI reads it too); the cluster gets fresh clients.
+    """
+    if not swarm.is_remote():
+        raise UserError(
+            "machine scenarios take a whole lab machine: bring up a lab (`pretix-cluster lab "
+            "up`) and point at it with `eval $(pretix-cluster lab env)`."
+        )
+    busy = {
+        swarm.task_node(cluster.client, cluster.stack, target.service)
+        for target in (pg_primary(cluster), redis_master(cluster))
+    }
+    spare = [
+        n
+        for n in swarm.nodes(cluster.client)
+        if n.ready and n.role == "manager" and n.hostname not in busy
+    ]
+    if not spare:
+        raise UserError("no ready manager is free of the primary and the master; add a machine.")
+    endpoint = swarm.node_endpoint(os.environ["DOCKER_HOST"], spare[0])
+    assert endpoint is not None  # is_remote: tcp:// or ssh://
+    os.environ["DOCKER_HOST"] = endpoint
+    say(f"control: through {spare[0].hostname} ({endpoint}), spare of the primary and master")
+    return dataclasses.replace(cluster)
 
 
 def _recover(
@@ -271,6 +304,7 @@ def _target_dict(target: Target) -> dict[str, Any]:
         "node": target.node,
         "role": target.role,
         "container": target.container.name if target.container is not None else None,
+        "machine": target.machine,
     }
 
 
@@ -294,6 +328,7 @@ def _figures(
         figures["load_report"] = str(load.result.out / "report.html")
     if fault_at is not None and watch is not None:
         figures["timeline"] = analysis.timeline(sampler.samples, watch, fault_at).to_dict()
+        figures["tasks_back_s"] = analysis.tasks_back(sampler.samples, watch, fault_at)
         records = read_ledger(load_dir / "ledger") if (load_dir / "ledger").exists() else []
         figures["window"] = analysis.write_window(records, fault_at)
         if watch.kind == "pg_primary":

@@ -1,13 +1,16 @@
-"""The eleven scenarios of issue 4, each choosing its target from the live cluster.
+"""The chaos scenarios, each choosing its target from the live cluster.
 
 A target is whatever holds the role *now*: Patroni's leader or synchronous
 standby, Sentinel's master, the etcd leader, a running web/worker/HAProxy/nginx
-task. Names come from the spec (service names, node names, network labels);
-nothing here restates them.
+task, or the machine running one of those (a lab node: scenarios 12-14). Names
+come from the spec (service names, node names, network labels); nothing here
+restates them.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -18,6 +21,7 @@ from pretix_cluster.chaos import faults
 from pretix_cluster.cluster import Cluster
 from pretix_cluster.daemons import etcd, patroni
 from pretix_cluster.errors import UserError
+from pretix_cluster.lab.names import DEFAULT_LAB
 from pretix_cluster.spec import PORTS
 
 
@@ -29,6 +33,7 @@ class Target:
     node: str  # Patroni member / Redis node / HAProxy server name; the service otherwise
     role: str  # what it was when chosen ("primary", "sync standby", "master", "replica")
     container: Container | None
+    machine: str | None = None  # the Swarm node (lab machine) it runs on, for machine faults
 
 
 @dataclass(frozen=True)
@@ -43,6 +48,9 @@ class Scenario:
     # and at the latest after ``max_fault_s`` (bounded whatever happens).
     heal_after_repair_s: float = 10.0
     max_fault_s: float = 60.0
+    # The fault takes a whole machine: it needs a lab, and the tool must talk to the
+    # swarm through another machine than the one it takes.
+    machine: bool = False
 
 
 def _container(cluster: Cluster, service: str) -> Container:
@@ -95,6 +103,34 @@ def replica_of(service: str) -> Callable[[Cluster], Target]:
         return Target(service, service, "replica", _container(cluster, service))
 
     return pick
+
+
+def machine_of(pick: Callable[[Cluster], Target]) -> Callable[[Cluster], Target]:
+    """The machine (Swarm node) running what ``pick`` chooses."""
+
+    def pick_machine(cluster: Cluster) -> Target:
+        target = pick(cluster)
+        machine = swarm.task_node(cluster.client, cluster.stack, target.service)
+        if machine is None:
+            raise UserError(f"{target.service} runs on no node the swarm knows; run `status`.")
+        return dataclasses.replace(target, role=f"machine of the {target.role}", machine=machine)
+
+    return pick_machine
+
+
+def lab_name() -> str:
+    """The lab whose machines the machine faults take (PRETIX_LAB, as for `lab`)."""
+    return os.environ.get("PRETIX_LAB", DEFAULT_LAB)
+
+
+def kill_machine(cluster: Cluster, target: Target) -> faults.Fault:
+    assert target.machine is not None
+    return faults.MachineKill(lab_name(), target.machine)
+
+
+def partition_machine(cluster: Cluster, target: Target) -> faults.Fault:
+    assert target.machine is not None
+    return faults.machine_partition(lab_name(), target.machine)
 
 
 def docker_daemon(cluster: Cluster) -> Target:
@@ -171,15 +207,56 @@ SCENARIOS: tuple[Scenario, ...] = (
         docker_daemon,
         restart_daemon,
     ),
+    Scenario(
+        12,
+        "node-loss-primary",
+        "the machine holding the PostgreSQL primary dies, and comes back",
+        "pg_primary",
+        machine_of(pg_primary),
+        kill_machine,
+        heal_after_repair_s=20.0,
+        max_fault_s=120.0,
+        machine=True,
+    ),
+    Scenario(
+        13,
+        "node-loss-master",
+        "the machine holding the Redis master dies, and comes back",
+        "redis_master",
+        machine_of(redis_master),
+        kill_machine,
+        heal_after_repair_s=20.0,
+        max_fault_s=120.0,
+        machine=True,
+    ),
+    Scenario(
+        14,
+        "node-partition",
+        "the machine holding the PostgreSQL primary cut off from the others",
+        "pg_primary",
+        machine_of(pg_primary),
+        partition_machine,
+        heal_after_repair_s=20.0,
+        max_fault_s=90.0,
+        machine=True,
+    ),
 )
 
 
-def select(names: list[str]) -> list[Scenario]:
-    """Scenarios by number or name, in the order given; ``all`` is every one."""
+def applicable(scenario: Scenario, on_lab: bool) -> bool:
+    """Machine scenarios need lab machines; restarting this machine's Docker daemon would
+    take the whole lab down with it, so that one runs only on a cluster of this machine."""
+    if scenario.machine:
+        return on_lab
+    return not (on_lab and scenario.watch == "daemon")
+
+
+def select(names: list[str], on_lab: bool = False) -> list[Scenario]:
+    """Scenarios by number or name, in the order given; ``all``: every one that applies."""
     if not names:
         raise UserError("name a scenario (see `pretix-cluster chaos list`) or `all`.")
     if "all" in names:
-        return list(SCENARIOS)
+        return [s for s in SCENARIOS if applicable(s, on_lab)]
     by_key = {s.name: s for s in SCENARIOS} | {str(s.number): s for s in SCENARIOS}
     unknown = [n for n in names if n not in by_key]
     if unknown:
@@ -187,4 +264,13 @@ def select(names: list[str]) -> list[Scenario]:
             f"unknown scenario {unknown[0]!r}: use a number 1-{len(SCENARIOS)}, a name from "
             "`pretix-cluster chaos list`, or `all`."
         )
-    return [by_key[n] for n in names]
+    chosen = [by_key[n] for n in names]
+    refused = [s for s in chosen if not applicable(s, on_lab)]
+    if refused:
+        where = "a lab (`pretix-cluster lab up`, then `eval $(pretix-cluster lab env)`)"
+        raise UserError(
+            f"scenario {refused[0].name} needs "
+            + (where if refused[0].machine else "a cluster on this machine, not a lab")
+            + "."
+        )
+    return chosen

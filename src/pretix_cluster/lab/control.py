@@ -370,6 +370,11 @@ def start_node(name: str, node: str, progress: Progress) -> LabNode:
     return _one(status(names.lab), container.name)
 
 
+def node_container(name: str, node: str):
+    """The container that is the lab machine ``node`` (for faults done to the machine)."""
+    return _node_container(host_client(), LabNames.checked(name), node)
+
+
 def _node_container(host: docker.DockerClient, names: LabNames, node: str):
     index = names.node_index(node)
     containers = _node_containers(host, names)
