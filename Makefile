@@ -34,6 +34,8 @@ test: $(VENV)/.installed
 	$(VENV)/bin/ruff check src tests
 	$(PYTEST) tests/unit
 	$(PYTEST) -m integration tests/integration
+	# After the single-machine cluster is gone: three lab machines, the cluster across them.
+	$(PYTEST) -m integration tests/lab
 
 # A load run against the running cluster (cluster.toml): phases 0.5x..10x of the target.
 loadtest: $(VENV)/.installed
@@ -57,6 +59,7 @@ unit: $(VENV)/.installed
 
 integration: $(VENV)/.installed
 	$(PYTEST) -m integration tests/integration
+	$(PYTEST) -m integration tests/lab
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check src tests

@@ -13,45 +13,19 @@ tests load and disturb it), so pick the ones to run with -k.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from pretix_cluster.cluster import Cluster
 from pretix_cluster.spec import parse_spec, spec_toml
+from tests.commandline import cli
 
 ROOT = Path(__file__).resolve().parents[2]
+__all__ = ["cli"]
 STATE = ROOT / ".state" / "pctest"
 TEST_STACK = "pctest"
 TEST_PORT = 18480
-
-
-def cli(
-    *args: str,
-    spec_file: Path | None = None,
-    check: bool = True,
-    timeout: float = 3000,
-    env: dict | None = None,
-) -> subprocess.CompletedProcess:
-    """Run the real command line, as an operator would."""
-    command = [sys.executable, "-m", "pretix_cluster", *args]
-    if spec_file is not None:
-        command += ["--spec", str(spec_file)]
-    result = subprocess.run(
-        command,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env or os.environ.copy(),
-        check=False,
-    )
-    if check and result.returncode != 0:
-        raise AssertionError(
-            f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
-        )
-    return result
 
 
 EXISTING_SPEC = os.environ.get("PCTEST_SPEC")

@@ -15,8 +15,7 @@ import docker
 import pytest
 
 from pretix_cluster.lab import control
-
-from .conftest import cli
+from tests.commandline import cli
 
 pytestmark = pytest.mark.integration
 
