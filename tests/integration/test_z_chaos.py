@@ -69,7 +69,9 @@ def test_the_cluster_noticed_recovered_and_the_node_rejoined(chaos_results, scen
     seen = figures["timeline"]
     assert seen["detected_at"] is not None, seen
     assert seen["repaired_at"] is not None, seen
-    assert seen["rejoined_at"] is not None, seen
+    # A node never seen out of its place (Swarm restarted it before Patroni or Sentinel
+    # noticed) has nothing to rejoin; one that was seen out must be back.
+    assert seen["rejoined_at"] is not None or not seen["rejoin_seen_failing"], seen
     assert figures["window"]["first_ok_after_at"] is not None, figures["window"]
     assert figures["healthy_at"] is not None, figures["status_checks"][-3:]
     assert figures["verdict"]["passed"], figures["verdict"]["reasons"]

@@ -136,7 +136,7 @@ def test_another_primary_serves_and_the_machine_rejoins_by_itself(machine_loss, 
     seen = figures["timeline"]
     assert seen["failover"] is True, seen  # another node leads: the old one was dead
     assert seen["repaired_at"] is not None, seen
-    assert seen["rejoined_at"] is not None, seen
+    assert seen["rejoined_at"] is not None, seen  # the old primary, back as a replica
     assert figures["window"]["first_ok_after_at"] is not None, figures["window"]
     assert figures["healthy_at"] is not None, figures["status_checks"][-3:]
     assert figures["verdict"]["passed"], figures["verdict"]["reasons"]
