@@ -13,6 +13,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 import docker
@@ -32,6 +33,7 @@ OWNER_LABEL = "pretix-cluster.stack"
 UNSETTLED_UPDATES = ("updating", "rollback_started", "paused", "rollback_paused")
 
 Progress = Callable[[str], None]
+T = TypeVar("T")
 
 
 def connect() -> docker.DockerClient:
@@ -369,6 +371,12 @@ def wait_converged(
 
 _NODE_CLIENTS: dict[str, docker.DockerClient] = {}
 _ENDPOINT_OF: dict[int, str] = {}  # id(node client) -> its endpoint, for the docker CLI
+# A machine that just died does not refuse connections, it swallows them (its address is
+# gone): every call would wait for a connect timeout, and the chaos sampler's probes then
+# stalled for ~50 s. An endpoint that failed is skipped for a few seconds instead.
+NODE_API_TIMEOUT_S = 10
+UNREACHABLE_FOR_S = 10.0
+_UNREACHABLE_SINCE: dict[str, float] = {}
 
 
 def node_endpoint(manager_endpoint: str, node: placement.Node) -> str | None:
@@ -394,11 +402,33 @@ def node_client(client: docker.DockerClient, node_id: str) -> docker.DockerClien
             f"A task runs on node {node.hostname}, whose Docker this machine cannot reach; "
             "set DOCKER_HOST to tcp://... or ssh://... so that every node is reached the same way."
         )
+    failed_at = _UNREACHABLE_SINCE.get(endpoint)
+    if failed_at is not None and time.monotonic() - failed_at < UNREACHABLE_FOR_S:
+        raise NodeUnreachable(f"{node.hostname} ({endpoint}) did not answer just now")
     if endpoint not in _NODE_CLIENTS:
-        node_docker = docker.DockerClient(base_url=endpoint, timeout=120)
+        node_docker = docker.DockerClient(base_url=endpoint, timeout=NODE_API_TIMEOUT_S)
         _NODE_CLIENTS[endpoint] = node_docker
         _ENDPOINT_OF[id(node_docker)] = endpoint
     return _NODE_CLIENTS[endpoint]
+
+
+class NodeUnreachable(docker.errors.DockerException):
+    """A node's daemon did not answer a moment ago: skipped for UNREACHABLE_FOR_S."""
+
+
+def _on_node(
+    client: docker.DockerClient, node_id: str, call: Callable[[docker.DockerClient], T]
+) -> T:
+    """``call`` against the node's daemon; a connection failure marks it unreachable."""
+    node_docker = node_client(client, node_id)
+    try:
+        return call(node_docker)
+    except (docker.errors.DockerException, OSError) as exc:
+        if not isinstance(exc, docker.errors.NotFound | NodeUnreachable):
+            endpoint = _ENDPOINT_OF.get(id(node_docker))
+            if endpoint is not None:
+                _UNREACHABLE_SINCE[endpoint] = time.monotonic()
+        raise
 
 
 def _own_node_id(client: docker.DockerClient) -> str:
@@ -422,8 +452,10 @@ def running_containers(client: docker.DockerClient, stack: str, short: str) -> l
         if not container_id or task.get("ServiceID") is None:
             continue
         # A container can exit, or its node vanish, between the listing and the inspection.
-        with contextlib.suppress(docker.errors.DockerException, UserError):
-            container = node_client(client, task["NodeID"]).containers.get(container_id)
+        with contextlib.suppress(docker.errors.DockerException, OSError, UserError):
+            container = _on_node(
+                client, task["NodeID"], lambda d, cid=container_id: d.containers.get(cid)
+            )
             if container.status == "running":
                 containers.append(container)
     return containers
@@ -447,9 +479,11 @@ def stack_containers(client: docker.DockerClient, stack: str) -> list[Container]
     """Every running container of the stack on every node that answers."""
     found = []
     for node in client.nodes.list():
-        with contextlib.suppress(docker.errors.DockerException, UserError):
-            found += node_client(client, node.id).containers.list(
-                sparse=True, filters=_stack_filter(stack)
+        with contextlib.suppress(docker.errors.DockerException, OSError, UserError):
+            found += _on_node(
+                client,
+                node.id,
+                lambda d: d.containers.list(sparse=True, filters=_stack_filter(stack)),
             )
     return found
 
