@@ -1,7 +1,8 @@
 """A real 3-node lab: a swarm of three managers that loses a machine and gets it back.
 
 Uses its own lab name, so an operator's lab on the same machine is never touched,
-and always ends with `lab down --purge`.
+and always ends with `lab down --purge`. The machines only (`--no-cluster`):
+test_lab_cluster.py deploys the cluster across a lab.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ def wait_for(condition, timeout: float, what: str) -> dict:
 
 @pytest.fixture(scope="module")
 def lab_up() -> dict:
-    status = lab_json("up", "--nodes", "3")
+    status = lab_json("up", "--nodes", "3", "--no-cluster")
     yield status
     lab("down", "--purge", check=False)
 
@@ -70,7 +71,7 @@ def test_three_ready_managers_with_one_leader(lab_up):
 
 
 def test_a_second_up_repairs_nothing_and_duplicates_nothing(lab_up):
-    again = lab_json("up", "--nodes", "3")
+    again = lab_json("up", "--nodes", "3", "--no-cluster")
     assert [n["swarm"]["id"] for n in again["nodes"]] == [n["swarm"]["id"] for n in lab_up["nodes"]]
     host = docker.DockerClient(base_url=control.HOST_DAEMON)
     ours = host.containers.list(all=True, filters={"label": f"pretix-cluster.lab={LAB}"})
