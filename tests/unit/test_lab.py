@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from pretix_cluster.errors import UserError
+from pretix_cluster.images.registry import qualified, split_tag
 from pretix_cluster.lab import control, images
 from pretix_cluster.lab.addresses import (
     LabAddresses,
@@ -16,7 +17,7 @@ from pretix_cluster.lab.addresses import (
 )
 from pretix_cluster.lab.names import LAB_LABEL, ROLE_LABEL, LabNames
 from pretix_cluster.lab.nodes import NODE_SHARED_DIR, NodePlan, shared_dir_of
-from pretix_cluster.lab.registry import Registry, create_kwargs, qualified, split_tag
+from pretix_cluster.lab.registry import Registry, create_kwargs
 
 NAMES = LabNames("lab")
 ADDRESSES = LabAddresses(ipaddress.ip_network("172.30.0.0/24"))

@@ -61,6 +61,36 @@ def check_answers(address: str, timeout: float = 5) -> None:
     )
 
 
+def push_image(
+    builder: docker.DockerClient, image: str, registry: str, via: str, progress: Progress
+) -> str:
+    """Push one local image through ``via``; returns its name at ``registry`` (what nodes pull).
+
+    When ``via`` is another address than ``registry``, the name used for the push is
+    removed again afterwards: it is only the way in.
+    """
+    through = qualified(image, via)
+    repository, tag = split_tag(through)
+    try:
+        builder.images.get(image).tag(repository, tag)
+    except docker.errors.ImageNotFound:
+        raise UserError(
+            f"The image {image} does not exist on this machine; build it first."
+        ) from None
+    progress(f"registry: pushing {image} to {via}")
+    try:
+        for chunk in builder.images.push(repository, tag, stream=True, decode=True):
+            if "error" in chunk:
+                raise UserError(
+                    f"Pushing {image} to {via} failed ({chunk['error'].strip()}); "
+                    "check the registry, then run the command again."
+                )
+    finally:
+        if via != registry:
+            builder.images.remove(through, noprune=True)
+    return qualified(image, registry)
+
+
 def push(
     builder: docker.DockerClient,
     images: ImageSet,
@@ -71,19 +101,6 @@ def push(
     """Push every image; returns the names the nodes pull (``registry/...:<same tag>``)."""
     via = push_via or registry
     check_answers(via)
-    for component, image in images.tags.items():
-        through = qualified(image, via)
-        repository, tag = split_tag(through)
-        builder.images.get(image).tag(repository, tag)
-        progress(f"{component}: pushing to {via}")
-        try:
-            for chunk in builder.images.push(repository, tag, stream=True, decode=True):
-                if "error" in chunk:
-                    raise UserError(
-                        f"Pushing {image} to {via} failed ({chunk['error'].strip()}); "
-                        "check the registry, then run `up` again."
-                    )
-        finally:
-            if via != registry:  # only the way in; the stack names the nodes' address
-                builder.images.remove(through, noprune=True)
+    for image in images.tags.values():
+        push_image(builder, image, registry, via, progress)
     return as_pulled(images, registry)

@@ -13,6 +13,6 @@ Nothing is published on the host's external interfaces.
 Public names for other modules:
   control.up / down / status / kill_node / start_node / push_images   (the lab's life)
   control.LabSpec, control.LabStatus, control.LabNode, membership.SwarmNode (typed results)
-  registry.push_images, registry.qualified, registry.Registry          (images to every node)
+  registry.push_images, registry.Registry                                  (images to every node)
   nodes.NODE_SHARED_DIR                      (where `lab up --shared-dir` appears in nodes)
 """

@@ -19,7 +19,7 @@ import docker.errors
 import httpx
 
 from pretix_cluster.errors import UserError
-from pretix_cluster.images.registry import qualified, split_tag
+from pretix_cluster.images.registry import push_image
 from pretix_cluster.lab.addresses import REGISTRY_PORT, LabAddresses
 from pretix_cluster.lab.names import REGISTRY_ROLE, LabNames
 
@@ -126,24 +126,7 @@ def push_images(
     The loopback name used for the push is removed again afterwards: it is only
     the way in, and the names the stack uses are the lab-bridge ones.
     """
-    pushed = {}
-    for image in images:
-        through = qualified(image, registry.host_address)
-        repository, tag = split_tag(through)
-        try:
-            host.images.get(image).tag(repository, tag)
-        except docker.errors.ImageNotFound:
-            raise UserError(
-                f"The image {image} does not exist on this machine; build it first."
-            ) from None
-        progress(f"registry: pushing {image}")
-        try:
-            for chunk in host.images.push(repository, tag, stream=True, decode=True):
-                if "error" in chunk:
-                    raise UserError(
-                        f"Pushing {image} to the lab registry failed: {chunk['error'].strip()}."
-                    )
-        finally:
-            host.images.remove(through, noprune=True)
-        pushed[image] = qualified(image, registry.address)
-    return pushed
+    return {
+        image: push_image(host, image, registry.address, registry.host_address, progress)
+        for image in images
+    }
