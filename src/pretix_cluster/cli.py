@@ -182,7 +182,7 @@ def down(
         swarm.remove_stack(cluster.client, cluster.stack, progress)
         if purge:
             swarm.purge_data(cluster.client, cluster.stack, progress)
-            swarm.remove_placement_labels(cluster.client, cluster.stack)
+            swarm.remove_placement_labels(cluster.client, cluster.stack, progress)
             # The passwords and the API token belong to the data that is gone.
             shutil.rmtree(cluster.secrets.directory, ignore_errors=True)
     out.print(f"{cluster.stack} is down" + (" and purged" if purge else "; data kept"))

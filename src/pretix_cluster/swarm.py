@@ -168,27 +168,28 @@ def apply_placement(
     client: docker.DockerClient, stack: str, plan: placement.Plan, progress: Progress
 ) -> None:
     """Give each node exactly the stack's labels the plan wants; other labels stay."""
+    nodes = client.nodes.list()
+    wanted = plan.labels_by_node(stack, [placement.Node.from_inspect(n.attrs) for n in nodes])
+    _set_stack_labels(nodes, stack, wanted, progress)
+
+
+def remove_placement_labels(client: docker.DockerClient, stack: str, progress: Progress) -> None:
+    """Drop the stack's labels from every node (after its data is purged)."""
+    _set_stack_labels(client.nodes.list(), stack, {}, progress)
+
+
+def _set_stack_labels(
+    nodes: list, stack: str, wanted: dict[str, dict[str, str]], progress: Progress
+) -> None:
+    """Replace each node's labels of this stack by ``wanted[node id]`` (none when absent)."""
     prefix = placement.member_label(stack, "")
-    current = client.nodes.list()
-    wanted = plan.labels_by_node(stack, [placement.Node.from_inspect(n.attrs) for n in current])
-    for node in current:
+    for node in nodes:
         labels = node.attrs["Spec"].get("Labels") or {}
         new = {k: v for k, v in labels.items() if not k.startswith(prefix)}
         new |= wanted.get(node.id, {})
         if new != labels:
-            hostname = node.attrs["Description"]["Hostname"]
-            progress(f"placement: labelling node {hostname}")
+            progress(f"placement: labelling node {node.attrs['Description']['Hostname']}")
             node.update(node.attrs["Spec"] | {"Labels": new})
-
-
-def remove_placement_labels(client: docker.DockerClient, stack: str) -> None:
-    """Drop the stack's labels from every node (after its data is purged)."""
-    prefix = placement.member_label(stack, "")
-    for node in client.nodes.list():
-        labels = node.attrs["Spec"].get("Labels") or {}
-        kept = {k: v for k, v in labels.items() if not k.startswith(prefix)}
-        if kept != labels:
-            node.update(node.attrs["Spec"] | {"Labels": kept})
 
 
 def demote_node(client: docker.DockerClient, node_id: str) -> None:
