@@ -16,6 +16,9 @@ from pretix_cluster.spec import PORTS, ClusterSpec
 
 METRICS_USER = "metrics"
 HEALTH_PATH = "/healthcheck/"
+# Liveness: answered by gunicorn's WSGI wrapper before Django, so it needs no data tier.
+# Swarm's check asks for it on the container itself; the edge refuses it (404).
+LIVE_PATH = "/_cluster/live"
 
 
 def config_context(spec: ClusterSpec, values: dict[str, str]) -> dict[str, object]:
