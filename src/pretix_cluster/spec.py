@@ -103,6 +103,10 @@ class PostgresSection(_Section):
         7, ge=3, description="DCS/PostgreSQL retries (s) before a leader demotes itself"
     )
     maximum_lag_on_failover: int = Field(1048576, ge=0)
+    failsafe_mode: bool = Field(
+        True,
+        description="a primary that loses etcd keeps serving while every member still answers it",
+    )
     max_connections: int = Field(200, ge=20)
     shared_buffers: str = "128MB"
     memory: MemorySize = Field("384M", description=MEMORY_HELP)
@@ -115,6 +119,7 @@ class PostgresSection(_Section):
             "retry_timeout": self.retry_timeout,
             "maximum_lag_on_failover": self.maximum_lag_on_failover,
             "synchronous_mode": self.synchronous,
+            "failsafe_mode": self.failsafe_mode,
         }
 
     def server_parameters(self) -> dict[str, object]:

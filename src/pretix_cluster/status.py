@@ -81,9 +81,11 @@ def sentinel_view(cluster: Cluster, timeout: float = PROBE_TIMEOUT_S) -> redis.S
     )
 
 
-def etcd_health(cluster: Cluster) -> tuple[etcd.EndpointHealth, ...] | None:
+def etcd_health(
+    cluster: Cluster, timeout: float = PROBE_TIMEOUT_S
+) -> tuple[etcd.EndpointHealth, ...] | None:
     spec = cluster.spec
-    return etcd.probe_health(cluster_exec(cluster), spec.etcd_members, PORTS.etcd_client)
+    return etcd.probe_health(cluster_exec(cluster), spec.etcd_members, PORTS.etcd_client, timeout)
 
 
 def haproxy_view(

@@ -327,10 +327,26 @@ def service_states(client: docker.DockerClient, stack: str) -> list[ServiceState
 
 def running_tasks(client: docker.DockerClient, stack: str) -> dict[str, int]:
     """Running tasks per service (short name): two API calls for the whole stack."""
-    prefix = stack + "_"
-    names = {s.id: s.name.removeprefix(prefix) for s in stack_services(client, stack)}
+    names = _short_names(client, stack)
     listed = client.api.tasks(filters={"desired-state": "running"})
     return running_per_service([Task.from_api(t) for t in listed], names)
+
+
+def running_task_ids(client: docker.DockerClient, stack: str) -> dict[str, set[str]]:
+    """The ids of the running tasks per service (short name): a task Swarm replaced
+    (health check failed, container gone) gets a new id."""
+    names = _short_names(client, stack)
+    ids: dict[str, set[str]] = {name: set() for name in names.values()}
+    for entry in client.api.tasks(filters={"desired-state": "running"}):
+        name = names.get(entry.get("ServiceID", ""))
+        if name is not None and Task.from_api(entry).running:
+            ids[name].add(entry["ID"])
+    return ids
+
+
+def _short_names(client: docker.DockerClient, stack: str) -> dict[str, str]:
+    prefix = stack + "_"
+    return {s.id: s.name.removeprefix(prefix) for s in stack_services(client, stack)}
 
 
 def wait_converged(

@@ -468,21 +468,23 @@ def test_missing_accounting_fails():
 
 def test_select_by_number_name_or_all():
     assert [s.number for s in scenarios.select(["1", "redis-master-kill", "7"])] == [1, 4, 7]
-    assert [s.number for s in scenarios.select(["all"])] == list(range(1, 12))
-    assert [s.number for s in scenarios.select(["all"], on_lab=True)] == [*range(1, 11), 12, 13, 14]
+    on_one_machine = [*range(1, 12), *range(15, 19)]
+    assert [s.number for s in scenarios.select(["all"])] == on_one_machine
+    on_lab = [*range(1, 11), *range(12, 19)]
+    assert [s.number for s in scenarios.select(["all"], on_lab=True)] == on_lab
     with pytest.raises(UserError, match="needs a lab"):
         scenarios.select(["node-loss-primary"])
     with pytest.raises(UserError, match="not a lab"):
         scenarios.select(["11"], on_lab=True)
     with pytest.raises(UserError):
-        scenarios.select(["15"])
+        scenarios.select(["19"])
     with pytest.raises(UserError):
         scenarios.select([])
 
 
 def test_scenario_numbers_and_names_are_unique():
-    assert [s.number for s in scenarios.SCENARIOS] == list(range(1, 15))
-    assert len({s.name for s in scenarios.SCENARIOS}) == 14
+    assert [s.number for s in scenarios.SCENARIOS] == list(range(1, 19))
+    assert len({s.name for s in scenarios.SCENARIOS}) == 18
 
 
 def test_etcd_leader_from_endpoint_status():
@@ -553,3 +555,165 @@ def test_tasks_back_times_each_service_that_lost_tasks():
     assert analysis.tasks_back(samples, watch, t0) == {"pg-1": 30.0, "web": 9.0}
     # never back: not listed
     assert analysis.tasks_back(samples[:4], watch, t0) == {"web": 9.0}
+
+
+# --- several members at once: etcd's quorum, every PostgreSQL node ------------------------
+
+
+def etcd_sample(t: float, healthy: int, health: int = 200, members: int = 3) -> dict:
+    etcd = [
+        {"endpoint": f"http://etcd-{i}:2379", "healthy": i <= healthy}
+        for i in range(1, members + 1)
+    ]
+    return {"t": t, "etcd": etcd, "health": health, "tasks": {"etcd-1": 1}}
+
+
+QUORUM = Watch("etcd_quorum", "etcd", "etcd-1+etcd-2", {"etcd-1": 1}, ("etcd-1", "etcd-2"))
+
+
+def test_etcd_quorum_loss_is_seen_in_member_health_and_repaired_when_all_are_back():
+    samples = [
+        etcd_sample(999, 3),
+        etcd_sample(1003, 0),  # the member that answers sees no quorum: nobody healthy
+        etcd_sample(1030, 1),
+        etcd_sample(1061, 3),
+    ]
+    seen = analysis.timeline(typed(samples), QUORUM, FAULT)
+    assert seen.first_signal == "etcd_member_unhealthy"
+    assert (seen.detect_s, seen.repair_s, seen.rejoin_s) == (3, 61, 61)
+
+
+def test_etcd_answering_nothing_is_no_sign_and_no_repair():
+    (silent,) = typed([etcd_sample(1003, 0) | {"etcd": None}])
+    assert not any(p(silent) for p in analysis.signals(QUORUM).values())
+    assert not analysis.repaired(QUORUM)(silent) and not analysis.rejoined(QUORUM)(silent)
+
+
+def test_a_sample_keeps_etcd_health_through_json():
+    sample = Sample.from_json(etcd_sample(5, 2))
+    assert [m.healthy for m in sample.etcd] == [True, True, False]
+    assert Sample.from_json(sample.to_json()) == sample
+
+
+def outage_sample(t: float, up: str | None, states: dict[str, str], health: int) -> dict:
+    servers = {n: ("UP" if n == up else "DOWN") for n in states}
+    members = [
+        {"name": n, "role": "leader" if n == up else "replica", "state": state}
+        for n, state in states.items()
+    ]
+    return {
+        "t": t,
+        "haproxy": {"1": {"pg_primary": servers}},
+        "patroni": members,
+        "health": health,
+        "tasks": dict.fromkeys(states, 1),
+    }
+
+
+OUTAGE = Watch("pg_outage", "postgres", "pg-1+pg-2", {"pg-1": 1, "pg-2": 1}, ("pg-1", "pg-2"))
+
+
+def test_a_database_outage_is_detected_repaired_by_a_leader_and_rejoined_by_all():
+    samples = [
+        outage_sample(1004, None, {"pg-1": "running", "pg-2": "running"}, 503),
+        outage_sample(1095, "pg-1", {"pg-1": "running", "pg-2": "starting"}, 200),
+        outage_sample(1110, "pg-1", {"pg-1": "running", "pg-2": "streaming"}, 200),
+    ]
+    seen = analysis.timeline(typed(samples), OUTAGE, FAULT)
+    assert seen.signals_s == {
+        "swarm_task_down": None,
+        "haproxy_marked_down": 4,
+        "healthcheck_failed": 4,
+    }
+    assert (seen.repair_s, seen.rejoin_s) == (95, 110)
+    (silent,) = typed([outage_sample(1004, None, {"pg-1": "running"}, 200) | {"haproxy": None}])
+    assert not analysis.no_primary_routed(silent)
+
+
+def test_purchases_count_as_sold_during_the_fault_only_between_injection_and_heal():
+    records = [
+        record(990, 999),  # before
+        record(1001, 1010),  # during
+        record(1001, 1010, outcome="failed"),
+        record(1050, 1060.1),  # confirmed at 1059.9, before the heal at 1060
+        record(1050, 1061),  # confirmed at 1060.8, after the heal
+        record(1, 1020) | {"phase": "calibration"},
+    ]
+    assert analysis.completed_while_faulted(records, FAULT, 1060.0) == 2
+    assert analysis.completed_while_faulted(records, FAULT, None) == 3
+
+
+def test_tasks_replaced_counts_ids_that_no_longer_run():
+    before = {"web": {"a", "b"}, "worker": {"c"}}
+    after = {"web": {"a", "x"}, "worker": {"c"}, "pg-1": {"p"}}
+    assert analysis.tasks_replaced(before, after) == {"web": 1, "worker": 0}
+
+
+def test_a_scenario_that_keeps_selling_fails_without_sales_during_the_fault():
+    figures = passing_figures(keeps_selling=True, completed_while_faulted=0)
+    assert analysis.verdict(figures)["reasons"] == ["no purchase completed while the fault lasted"]
+    assert analysis.verdict(passing_figures(keeps_selling=True, completed_while_faulted=4))[
+        "passed"
+    ]
+
+
+def test_a_replaced_application_task_fails_an_outage_that_must_keep_them():
+    figures = passing_figures(keeps_tasks=["web", "worker"], tasks_replaced={"web": 2, "pg-1": 1})
+    assert analysis.verdict(figures)["reasons"] == ["Swarm replaced 2 web task(s) during the fault"]
+
+
+class FakeContainer:
+    """Docker's pause/unpause as the engine answers them: refused while busy, then done."""
+
+    def __init__(self, refusals: int = 0):
+        self.name, self.status, self.refusals, self.calls = "pg-1.1.x", "running", refusals, []
+
+    def _refuse(self):
+        if self.refusals:
+            self.refusals -= 1
+            raise faults.docker.errors.APIError("container is busy")
+
+    def pause(self):
+        self.calls.append("pause")
+        self._refuse()
+        self.status = "paused"
+
+    def unpause(self):
+        self.calls.append("unpause")
+        self._refuse()
+        self.status = "running"
+
+    def reload(self):
+        pass
+
+
+def test_freeze_pauses_retries_a_refusal_and_heals_once(monkeypatch):
+    monkeypatch.setattr(faults, "FREEZE_RETRY_S", 0)
+    container = FakeContainer(refusals=1)
+    fault = faults.Freeze(container)
+    fault.inject()
+    assert container.status == "paused"
+    fault.heal()
+    fault.heal()  # idempotent
+    assert container.status == "running"
+    assert container.calls == ["pause", "pause", "unpause"]
+
+
+def test_all_of_heals_every_part_even_when_one_heal_fails(monkeypatch):
+    monkeypatch.setattr(faults, "FREEZE_RETRY_S", 0)
+    first, second = FakeContainer(), FakeContainer()
+    fault = faults.AllOf([faults.Freeze(first), faults.Freeze(second)], "freeze")
+    fault.inject()
+    first.refusals = faults.FREEZE_ATTEMPTS  # the engine keeps refusing to thaw it
+    with pytest.raises(faults.docker.errors.APIError):
+        fault.heal()
+    assert (first.status, second.status) == ("paused", "running")
+
+
+def test_all_of_undoes_what_it_did_when_a_later_part_fails(monkeypatch):
+    monkeypatch.setattr(faults, "FREEZE_RETRY_S", 0)
+    first, second = FakeContainer(), FakeContainer(refusals=faults.FREEZE_ATTEMPTS)
+    fault = faults.AllOf([faults.Freeze(first), faults.Freeze(second)], "freeze")
+    with pytest.raises(faults.docker.errors.APIError):
+        fault.inject()
+    assert first.status == "running"

@@ -21,7 +21,16 @@ def test_edit_config_sets_every_dynamic_setting_from_the_spec():
         "retry_timeout=8",
         "maximum_lag_on_failover=1048576",
         "synchronous_mode=true",
+        "failsafe_mode=true",
     }
+
+
+def test_failsafe_mode_can_be_switched_off_and_reaches_both_places():
+    spec = parse_spec({"postgres": {"failsafe_mode": False}})
+    assert "failsafe_mode=false" in edit_config_command(spec.postgres.dcs_settings())
+    values = {name: f"value-of-{name}-0123456789" for name in SECRET_NAMES}
+    dcs = yaml.safe_load(render_files(spec, values)["patroni.yml"].content)["bootstrap"]["dcs"]
+    assert dcs["failsafe_mode"] is False
 
 
 def test_patroni_yml_bootstraps_with_the_same_settings():

@@ -34,16 +34,19 @@ READ_ONLY_LAST_STEP = "order_page"
 class Watch:
     """What to look for in the samples, for one scenario and its live target.
 
-    ``kind``: pg_primary | pg_replica | redis_master | service | daemon.
-    ``service``: the Swarm service (short name) that holds the target;
-    ``node``: the target's name inside the cluster (Patroni member, Redis node,
-    HAProxy server); ``desired``: running tasks per service before the fault.
+    ``kind``: pg_primary | pg_replica | redis_master | service | daemon |
+    etcd_quorum (a majority of etcd members gone) | pg_outage (every PostgreSQL
+    node gone). ``service``: the Swarm service (short name) that holds the
+    target; ``node``: the target's name inside the cluster (Patroni member,
+    Redis node, HAProxy server); ``desired``: running tasks per service before
+    the fault; ``nodes``: every member a fault of several hit.
     """
 
     kind: str
     service: str
     node: str
     desired: dict[str, int]
+    nodes: tuple[str, ...] = ()
 
 
 # --- reading one sample -------------------------------------------------------------
@@ -69,6 +72,23 @@ def tasks_complete(sample: Sample, watch: Watch) -> bool:
 def marked_down(sample: Sample, backend: str, node: str) -> bool:
     """Some answering HAProxy no longer routes ``backend`` to ``node``."""
     return any(node not in up for up in haproxy.up_in_every(sample.haproxy, backend) or [])
+
+
+def no_primary_routed(sample: Sample) -> bool:
+    """Every answering HAProxy (at least one) routes PostgreSQL writes to no server."""
+    up = haproxy.up_in_every(sample.haproxy, haproxy.PG_PRIMARY)
+    return bool(up) and not any(up)
+
+
+def etcd_all_healthy(sample: Sample) -> bool:
+    return bool(sample.etcd) and all(m.healthy for m in sample.etcd or ())
+
+
+def pg_members_serving(sample: Sample, nodes: Sequence[str]) -> bool:
+    view = sample.patroni
+    return view is not None and all(
+        (m := view.member(node)) is not None and m.serving for node in nodes
+    )
 
 
 def routed_only_to(sample: Sample, backend: str, node: str | None) -> bool:
@@ -109,7 +129,11 @@ def signals(watch: Watch) -> dict[str, Predicate]:
         found["sentinel_new_master"] = lambda s: (
             s.sentinel is not None and s.sentinel.master.name != node
         )
-    if watch.kind in ("service", "daemon"):
+    if watch.kind == "etcd_quorum":
+        found["etcd_member_unhealthy"] = lambda s: s.etcd is not None and not etcd_all_healthy(s)
+    if watch.kind == "pg_outage":
+        found["haproxy_marked_down"] = no_primary_routed
+    if watch.kind in ("service", "daemon", "pg_outage"):
         found["healthcheck_failed"] = lambda s: s.health != 200
     return found
 
@@ -117,7 +141,7 @@ def signals(watch: Watch) -> dict[str, Predicate]:
 def repaired(watch: Watch) -> Predicate:
     """True once the role is served again: by another node (failover) or by the same one
     come back (Swarm restarted it before the cluster failed over)."""
-    if watch.kind == "pg_primary":
+    if watch.kind in ("pg_primary", "pg_outage"):
         return lambda s: (
             s.patroni is not None
             and (leader := s.patroni.leader) is not None
@@ -135,6 +159,8 @@ def repaired(watch: Watch) -> Predicate:
             and s.sentinel.master.clean
             and routed_only_to(s, haproxy.REDIS, s.sentinel.master.name)
         )
+    if watch.kind == "etcd_quorum":
+        return lambda s: etcd_all_healthy(s) and s.health == 200
     return lambda s: tasks_complete(s, watch) and s.health == 200
 
 
@@ -155,6 +181,10 @@ def rejoined(watch: Watch) -> Predicate:
                 or ((r := s.sentinel.replica(node)) is not None and r.healthy_replica)
             )
         )
+    if watch.kind == "pg_outage":
+        return lambda s: pg_members_serving(s, watch.nodes)
+    if watch.kind == "etcd_quorum":
+        return etcd_all_healthy
     return lambda s: tasks_complete(s, watch)
 
 
@@ -304,6 +334,25 @@ def write_window(records: list[dict[str, Any]], fault_at: float) -> dict[str, An
     }
 
 
+def completed_while_faulted(
+    records: list[dict[str, Any]], fault_at: float, healed_at: float | None
+) -> int:
+    """Purchases whose order was confirmed while the fault lasted (from injection to heal)."""
+    end = healed_at if healed_at is not None else float("inf")
+    return sum(
+        1
+        for r in records
+        if r.get("phase") != "calibration"
+        and r.get("outcome") == "completed"
+        and fault_at < order_placed_at(r) < end
+    )
+
+
+def tasks_replaced(before: dict[str, set[str]], after: dict[str, set[str]]) -> dict[str, int]:
+    """Per service: running tasks of before the fault that no longer run after it."""
+    return {name: len(ids - after.get(name, set())) for name, ids in sorted(before.items())}
+
+
 # --- the verdict ---------------------------------------------------------------------------
 
 
@@ -346,6 +395,7 @@ def verdict(figures: dict[str, Any]) -> dict[str, Any]:
     if window.get("first_ok_after_at") is None:
         reasons.append("no purchase completed after the fault")
     reasons += _observed_reasons(figures.get("timeline") or {})
+    reasons += _promise_reasons(figures)
     if figures.get("healthy_at") is None:
         reasons.append("status did not become healthy")
     return {"passed": not reasons, "reasons": reasons}
@@ -355,6 +405,19 @@ NO_VISIBLE_EFFECT = (
     "the fault had no visible effect (no signal; the role and the node were never seen "
     "out of place): the scenario proved nothing"
 )
+
+
+def _promise_reasons(figures: dict[str, Any]) -> list[str]:
+    """What a scenario promises beyond recovery: sales went on during the fault (etcd
+    lost its quorum, PostgreSQL did not), or the application tier was left alone."""
+    reasons = []
+    if figures.get("keeps_selling") and not figures.get("completed_while_faulted"):
+        reasons.append("no purchase completed while the fault lasted")
+    replaced = figures.get("tasks_replaced") or {}
+    for service in figures.get("keeps_tasks") or ():
+        if replaced.get(service):
+            reasons.append(f"Swarm replaced {replaced[service]} {service} task(s) during the fault")
+    return reasons
 
 
 def _observed_reasons(observed: dict[str, Any]) -> list[str]:

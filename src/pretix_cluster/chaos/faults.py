@@ -14,9 +14,11 @@ import signal
 import subprocess
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import docker.errors
 from docker.models.containers import Container
 
 from pretix_cluster import swarm
@@ -56,6 +58,89 @@ class Kill(Fault):
 
     def describe(self) -> str:
         return f"kill -9 {self.container.name}"
+
+
+FREEZE_ATTEMPTS = 3
+FREEZE_RETRY_S = 2.0
+
+
+@dataclass
+class Freeze(Fault):
+    """`docker pause`: every process of the container stopped at once (the freezer
+    cgroup): a hung machine or a stalled VM. Sockets stay open and nothing answers,
+    so only timeouts tell the others; unlike a kill, Swarm sees a running task and
+    restarts nothing. Heal thaws it; the node must then find its place by itself.
+    """
+
+    container: Container
+    kind: str = "freeze"
+    needs_heal: bool = True
+    frozen: bool = False
+
+    def inject(self) -> None:
+        # The engine refuses a pause while the container is between states (a health
+        # check exec starting, say): try again briefly.
+        _with_retries(self.container.pause)
+        self.frozen = True
+
+    def heal(self) -> None:
+        if not self.frozen:
+            return
+        _with_retries(self._thaw)
+        self.frozen = False
+
+    def _thaw(self) -> None:
+        self.container.reload()
+        if self.container.status == "paused":
+            self.container.unpause()
+
+    def describe(self) -> str:
+        return f"freeze {self.container.name} (docker pause)"
+
+
+def _with_retries(action: Callable[[], None]) -> None:
+    for attempt in range(1, FREEZE_ATTEMPTS + 1):
+        try:
+            action()
+            return
+        except docker.errors.APIError:
+            if attempt == FREEZE_ATTEMPTS:
+                raise
+            time.sleep(FREEZE_RETRY_S)
+
+
+@dataclass
+class AllOf(Fault):
+    """Several faults at once (a majority of etcd frozen, every PostgreSQL node cut off):
+    injected in order, healed all, each heal tried even when another one fails."""
+
+    parts: list[Fault]
+    kind: str = "several"
+    needs_heal: bool = True
+
+    def inject(self) -> None:
+        done: list[Fault] = []
+        try:
+            for part in self.parts:
+                part.inject()
+                done.append(part)
+        except Exception:
+            for part in done:
+                part.heal()
+            raise
+
+    def heal(self) -> None:
+        errors = []
+        for part in self.parts:
+            try:
+                part.heal()
+            except Exception as exc:  # the others must be healed all the same
+                errors.append(exc)
+        if errors:
+            raise errors[0]
+
+    def describe(self) -> str:
+        return "; ".join(part.describe() for part in self.parts)
 
 
 # Everything but loopback: Docker's DNS (127.0.0.11) and the container's own

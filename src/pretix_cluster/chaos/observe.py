@@ -2,8 +2,9 @@
 
 Detection, repair and rejoin times are read off these samples afterwards
 (:mod:`analysis`), never guessed: HAProxy's server states (its stats socket),
-Patroni's members and leader (/cluster), Sentinel's master and replicas, the
-Swarm tasks running per service, and pretix's /healthcheck/ through nginx.
+Patroni's members and leader (/cluster), Sentinel's master and replicas,
+etcd's member health, the Swarm tasks running per service, and pretix's
+/healthcheck/ through nginx.
 The probes are :mod:`pretix_cluster.status`'s own, asked in parallel with
 short timeouts so that one hung component does not blind the others.
 """
@@ -20,6 +21,7 @@ from typing import Any
 
 from pretix_cluster import status, swarm
 from pretix_cluster.cluster import Cluster
+from pretix_cluster.daemons.etcd import EndpointHealth
 from pretix_cluster.daemons.haproxy import HaproxyView
 from pretix_cluster.daemons.patroni import ClusterView
 from pretix_cluster.daemons.redis import SentinelView
@@ -31,7 +33,8 @@ PROBE_TIMEOUT_S = 4.0
 class Sample:
     """One observation of every layer at ``t``; a probe that did not answer is None.
 
-    ``haproxy``: what each answering HAProxy task routes; ``tasks``: running
+    ``haproxy``: what each answering HAProxy task routes; ``etcd``: every
+    member's health as the first answering member sees it; ``tasks``: running
     tasks per service (short name); ``health``: the status code of pretix's
     /healthcheck/ through nginx; ``took``: seconds the probes needed.
     """
@@ -40,6 +43,7 @@ class Sample:
     haproxy: tuple[HaproxyView, ...] | None = None
     patroni: ClusterView | None = None
     sentinel: SentinelView | None = None
+    etcd: tuple[EndpointHealth, ...] | None = None
     tasks: Mapping[str, int] | None = None
     health: int | None = None
     took: float | None = None
@@ -53,6 +57,7 @@ class Sample:
             else {v.task: v.to_json() for v in self.haproxy},
             "patroni": None if self.patroni is None else self.patroni.to_json(),
             "sentinel": None if self.sentinel is None else self.sentinel.to_json(),
+            "etcd": None if self.etcd is None else [m.to_json() for m in self.etcd],
             "tasks": None if self.tasks is None else dict(self.tasks),
             "health": self.health,
             "took": self.took,
@@ -61,6 +66,7 @@ class Sample:
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Sample:
         views, members, sentinel = data.get("haproxy"), data.get("patroni"), data.get("sentinel")
+        etcd = data.get("etcd")  # absent from samples recorded before it was sampled
         return cls(
             t=float(data["t"]),
             haproxy=None
@@ -68,6 +74,7 @@ class Sample:
             else tuple(HaproxyView.from_json(task, b) for task, b in views.items()),
             patroni=None if members is None else ClusterView.from_json(members),
             sentinel=None if sentinel is None else SentinelView.from_json(sentinel),
+            etcd=None if etcd is None else tuple(EndpointHealth.from_json(m) for m in etcd),
             tasks=data.get("tasks"),
             health=data.get("health"),
             took=data.get("took"),
@@ -94,6 +101,10 @@ def _sentinel(cluster: Cluster) -> SentinelView | None:
     return status.sentinel_view(cluster, timeout=PROBE_TIMEOUT_S)
 
 
+def _etcd(cluster: Cluster) -> tuple[EndpointHealth, ...] | None:
+    return status.etcd_health(cluster, timeout=PROBE_TIMEOUT_S)
+
+
 def _tasks(cluster: Cluster) -> dict[str, int]:
     return swarm.running_tasks(cluster.client, cluster.stack)
 
@@ -109,6 +120,7 @@ def take_sample(cluster: Cluster, pool: ThreadPoolExecutor, avoid: str | None = 
         "haproxy": lambda: _haproxy(cluster),
         "patroni": lambda: _patroni(cluster, avoid),
         "sentinel": lambda: _sentinel(cluster),
+        "etcd": lambda: _etcd(cluster),
         "tasks": lambda: _tasks(cluster),
         "health": lambda: _health(cluster),
     }
@@ -135,7 +147,7 @@ class Sampler(threading.Thread):
         self._halt = threading.Event()
 
     def run(self) -> None:
-        with ThreadPoolExecutor(max_workers=5, thread_name_prefix="probe") as pool:
+        with ThreadPoolExecutor(max_workers=6, thread_name_prefix="probe") as pool:
             while not self._halt.is_set():
                 start = time.monotonic()
                 self.samples.append(take_sample(self.cluster, pool, self.avoid))

@@ -175,7 +175,10 @@ def run_scenario(
     try:
         started = _warm_up(load, load_dir / "ledger", opts, say)
         target = scenario.pick(cluster)
-        watch = analysis.Watch(scenario.watch, target.service, target.node, desired_tasks(cluster))
+        watch = analysis.Watch(
+            scenario.watch, target.service, target.node, desired_tasks(cluster), target.members
+        )
+        tasks_before = swarm.running_task_ids(cluster.client, cluster.stack)
         sampler.avoid = target.node
         fault = scenario.fault(cluster, target)
         figures |= {"target": _target_dict(target), "fault": fault.describe(), "kind": fault.kind}
@@ -187,12 +190,17 @@ def run_scenario(
         figures["fault_at"] = fault_at
         figures["inject_s"] = round(time.time() - fault_at, 2)
         health.start()
-        _recover(scenario, watch, fault, fault_at, load, sampler, health, opts, say)
+        figures["healed_at"] = _recover(
+            scenario, watch, fault, fault_at, load, sampler, health, opts, say
+        )
+        if scenario.keeps_tasks:
+            after = swarm.running_task_ids(cluster.client, cluster.stack)
+            kept = {name: tasks_before.get(name, set()) for name in scenario.keeps_tasks}
+            figures["tasks_replaced"] = analysis.tasks_replaced(kept, after)
     except Exception as exc:
         figures["error"] = f"{type(exc).__name__}: {exc}"
     finally:
-        if fault is not None and fault.needs_heal:
-            fault.heal()
+        _heal_for_good(fault, figures)
         load.join(timeout=opts.duration + 600)
         sampler.stop()
         if health.is_alive():
@@ -230,6 +238,17 @@ def control_from_a_spare_machine(cluster: Cluster, say: Say) -> Cluster:
     return dataclasses.replace(cluster)
 
 
+def _heal_for_good(fault: Fault | None, figures: dict[str, Any]) -> None:
+    """Undo the fault whatever happened (heals are idempotent); a heal that fails is
+    part of the figures, never a crash of the whole run."""
+    if fault is None or not fault.needs_heal:
+        return
+    try:
+        fault.heal()
+    except Exception as exc:
+        figures.setdefault("error", f"heal failed: {type(exc).__name__}: {exc}")
+
+
 def _recover(
     scenario: Scenario,
     watch: analysis.Watch,
@@ -240,10 +259,12 @@ def _recover(
     health: HealthWatch,
     opts: ChaosOptions,
     say: Say,
-) -> None:
-    """Heal when due, keep the load, then wait (bounded) for rejoin and a healthy status."""
+) -> float | None:
+    """Heal when due, keep the load, then wait (bounded) for rejoin and a healthy status.
+    When the fault was healed (None: nothing to heal)."""
     deadline = fault_at + opts.recover_timeout
     healed = not fault.needs_heal
+    healed_at = None
     while True:
         now = time.time()
         seen = analysis.timeline(list(sampler.samples), watch, fault_at)
@@ -257,7 +278,7 @@ def _recover(
             if now >= due:
                 say("heal: " + fault.describe() + " undone")
                 fault.heal()
-                healed = True
+                healed, healed_at = True, time.time()
         say(_progress_line(now - fault_at, seen, health, load))
         # A node never seen out of its place has nothing to rejoin.
         back = seen.rejoined_at is not None or not seen.rejoin_seen_failing
@@ -265,7 +286,7 @@ def _recover(
         if (not load.is_alive() and (finished or now > deadline)) or (
             now > deadline + opts.duration
         ):
-            return
+            return healed_at
         time.sleep(1)
 
 
@@ -331,6 +352,11 @@ def _figures(
         figures["tasks_back_s"] = analysis.tasks_back(sampler.samples, watch, fault_at)
         records = read_ledger(load_dir / "ledger") if (load_dir / "ledger").exists() else []
         figures["window"] = analysis.write_window(records, fault_at)
+        figures["completed_while_faulted"] = analysis.completed_while_faulted(
+            records, fault_at, figures.get("healed_at")
+        )
+        figures["keeps_selling"] = scenario.keeps_selling
+        figures["keeps_tasks"] = list(scenario.keeps_tasks)
         if watch.kind == "pg_primary":
             log = _service_log_since(sampler.cluster, watch.service, fault_at)
             figures["rejoin_evidence"] = rewind_lines(log)

@@ -2,7 +2,8 @@
 
 A target is whatever holds the role *now*: Patroni's leader or synchronous
 standby, Sentinel's master, the etcd leader, a running web/worker/HAProxy/nginx
-task, or the machine running one of those (a lab node: scenarios 12-14). Names
+task, or the machine running one of those (a lab node: scenarios 12-14), or
+several members at once (a majority of etcd, every PostgreSQL node). Names
 come from the spec (service names, node names, network labels); nothing here
 restates them.
 """
@@ -34,6 +35,7 @@ class Target:
     role: str  # what it was when chosen ("primary", "sync standby", "master", "replica")
     container: Container | None
     machine: str | None = None  # the Swarm node (lab machine) it runs on, for machine faults
+    members: tuple[str, ...] = ()  # every member a fault of several hits (services)
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,10 @@ class Scenario:
     # The fault takes a whole machine: it needs a lab, and the tool must talk to the
     # swarm through another machine than the one it takes.
     machine: bool = False
+    # Promises judged beyond recovery: purchases complete while the fault lasts, and
+    # Swarm replaces no task of these services (the application tier rides it out).
+    keeps_selling: bool = False
+    keeps_tasks: tuple[str, ...] = ()
 
 
 def _container(cluster: Cluster, service: str) -> Container:
@@ -96,6 +102,19 @@ def etcd_member(cluster: Cluster) -> Target:
     return Target(
         member, member, "member" if leader is None else "leader", _container(cluster, member)
     )
+
+
+def etcd_majority(cluster: Cluster) -> Target:
+    """Just enough etcd members to take its quorum away, the leader first."""
+    members = cluster.spec.etcd_members
+    leader = etcd_member(cluster).service
+    chosen = tuple(sorted(members, key=lambda m: m != leader)[: len(members) // 2 + 1])
+    return Target("etcd", "+".join(chosen), "majority", None, members=chosen)
+
+
+def every_pg_node(cluster: Cluster) -> Target:
+    nodes = tuple(cluster.spec.pg_nodes)
+    return Target("postgres", "+".join(nodes), "every node", None, members=nodes)
 
 
 def replica_of(service: str) -> Callable[[Cluster], Target]:
@@ -145,6 +164,20 @@ def kill(cluster: Cluster, target: Target) -> faults.Fault:
 def partition(cluster: Cluster, target: Target) -> faults.Fault:
     assert target.container is not None
     return faults.Partition(target.container)
+
+
+def freeze(cluster: Cluster, target: Target) -> faults.Fault:
+    assert target.container is not None
+    return faults.Freeze(target.container)
+
+
+def freeze_members(cluster: Cluster, target: Target) -> faults.Fault:
+    return faults.AllOf([faults.Freeze(_container(cluster, m)) for m in target.members], "freeze")
+
+
+def partition_members(cluster: Cluster, target: Target) -> faults.Fault:
+    parts: list[faults.Fault] = [faults.Partition(_container(cluster, m)) for m in target.members]
+    return faults.AllOf(parts, "partition")
 
 
 def restart_daemon(cluster: Cluster, target: Target) -> faults.Fault:
@@ -239,6 +272,46 @@ SCENARIOS: tuple[Scenario, ...] = (
         heal_after_repair_s=20.0,
         max_fault_s=90.0,
         machine=True,
+    ),
+    # A hung machine: the process neither answers nor dies, so Swarm restarts nothing
+    # and only Patroni's ttl / Sentinel's down-after decide. The replica must be promoted.
+    Scenario(
+        15,
+        "pg-primary-freeze",
+        "PostgreSQL primary frozen (a hung machine)",
+        "pg_primary",
+        pg_primary,
+        freeze,
+    ),
+    Scenario(
+        16,
+        "redis-master-freeze",
+        "Redis master frozen (a hung machine)",
+        "redis_master",
+        redis_master,
+        freeze,
+    ),
+    # Patroni's failsafe_mode: the primary keeps serving while every member answers it.
+    Scenario(
+        17,
+        "etcd-quorum-loss",
+        "a majority of etcd frozen for 60 s: sales go on",
+        "etcd_quorum",
+        etcd_majority,
+        freeze_members,
+        max_fault_s=60.0,
+        keeps_selling=True,
+    ),
+    # Liveness is not readiness: the shop says 503 and no web/worker/cron task is replaced.
+    Scenario(
+        18,
+        "pg-outage",
+        "every PostgreSQL node cut off for 90 s: the application tier rides it out",
+        "pg_outage",
+        every_pg_node,
+        partition_members,
+        max_fault_s=90.0,
+        keeps_tasks=("web", "worker", "cron"),
     ),
 )
 

@@ -51,6 +51,10 @@ class EndpointHealth:
     def to_json(self) -> dict[str, Any]:
         return {"endpoint": self.endpoint, "healthy": self.healthy}
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> EndpointHealth:
+        return cls(str(data["endpoint"]), bool(data["healthy"]))
+
 
 @dataclass(frozen=True)
 class EndpointStatus:

@@ -27,6 +27,7 @@ from typing import Any
 import yaml
 
 from pretix_cluster.daemons import redis
+from pretix_cluster.daemons.pretix import LIVE_PATH
 from pretix_cluster.images.build import ImageSet
 from pretix_cluster.render.configs import (
     ClusterFile,
@@ -314,12 +315,6 @@ def haproxy_service(spec: ClusterSpec, images: ImageSet) -> Service:
     }
 
 
-# The worker's check is a celery ping through pretix's own app: ~1.5 CPU-seconds
-# of Django start-up per run. Every 30 s instead of 10 s saves a tenth of a core
-# for two workers on a 2-core node; a crashed worker is seen at once anyway.
-HEALTH_INTERVAL = {"worker": 30}
-
-
 def pretix_service(
     spec: ClusterSpec,
     images: ImageSet,
@@ -342,7 +337,9 @@ def pretix_service(
         "secrets": [secret("pretix.cfg", PRETIX_UID)],
         "healthcheck": healthcheck(
             ["CMD", "pretix-entrypoint", "healthcheck", role],
-            interval=HEALTH_INTERVAL.get(role, 10),
+            # Liveness only (images/pretix/healthcheck.py): gunicorn answers, celery's
+            # processes run, cron's heartbeat is fresh; never the data tier.
+            interval=10,
             timeout=8,
             # A busy web replica answers its check late; 3 misses (30 s) got
             # healthy replicas killed under 20 buyers, which only made the
@@ -358,6 +355,7 @@ def pretix_service(
 def web_service(spec: ClusterSpec, images: ImageSet) -> Service:
     env = {
         "PRETIX_WEB_PORT": str(PORTS.web),  # gunicorn's and the healthcheck's
+        "PRETIX_LIVE_PATH": LIVE_PATH,  # the healthcheck's, answered before Django
         "PRETIX_GUNICORN_WORKERS": str(spec.web.gunicorn_workers),
         "PRETIX_GUNICORN_THREADS": str(spec.web.gunicorn_threads),
     }

@@ -215,12 +215,6 @@ def standalone_pretix_service(spec: ClusterSpec, images: ImageSet) -> blocks.Ser
     service = blocks.pretix_service(
         spec, images, APP_ROLE, memory, 1, web["environment"] | worker["environment"]
     )
-    # Two probes in one check (web's /healthcheck/, then celery's ping, a Django start-up
-    # that took >16 s on the loaded 2-core machine): a longer timeout, and as often as
-    # the worker's own check (the costly probe), so the single node's health checks
-    # cost what one web plus one worker replica's cost.
-    service["healthcheck"]["timeout"] = "30s"
-    service["healthcheck"]["interval"] = worker["healthcheck"]["interval"]
     # pretix's own install is never restarted for a slow health check. Under load both
     # sync gunicorn workers are busy, the probe queues behind the buyers and times out,
     # and Swarm replaced the only container mid-run (seen: every buyer got 502s). So only

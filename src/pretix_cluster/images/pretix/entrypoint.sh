@@ -1,7 +1,7 @@
 #!/bin/bash
 # pretix-cluster entrypoint (image hp/pretix, user pretix 15371:15371).  Usage: entrypoint.sh <role> [args]
 #
-#   web               gunicorn pretix.wsgi on 0.0.0.0:${PRETIX_WEB_PORT:-8000}
+#   web               gunicorn pretix_cluster_wsgi (pretix.wsgi + the liveness path) on 0.0.0.0:${PRETIX_WEB_PORT:-8000}
 #   worker            celery worker (node name celery@$HOSTNAME) for all pretix queues
 #   standalone        gunicorn (as `web`) and a celery worker (as `worker`) in one container, the
 #                     way pretix's own small-scale image runs both under supervisord; the first
@@ -29,7 +29,7 @@
 #   cron:    PRETIX_CRON_INTERVAL (300), PRETIX_CRON_TIMEOUT (2 x interval),
 #            PRETIX_CRON_HEARTBEAT (/tmp/cron-heartbeat)
 #   migrate: PRETIX_MIGRATE_TIMEOUT (300), PRETIX_MIGRATE_ATTEMPTS (3), PRETIX_UPDATE_CHECK (off)
-#   health:  PRETIX_HEALTHCHECK_TIMEOUT (5)
+#   health:  PRETIX_HEALTHCHECK_TIMEOUT (5), PRETIX_LIVE_PATH (/_cluster/live)
 #   PRETIX_ROLE_FILE                   where the running role is recorded (/tmp/pretix-role)
 set -euo pipefail
 
@@ -59,7 +59,7 @@ web)
     workers="${PRETIX_GUNICORN_WORKERS:-$(( $(nproc) * 2 ))}"
     threads="${PRETIX_GUNICORN_THREADS:-1}"
     args=(
-        pretix.wsgi
+        pretix_cluster_wsgi:application
         --name pretix-web
         --bind "0.0.0.0:${PRETIX_WEB_PORT:-8000}"
         --workers "$workers"
@@ -202,20 +202,11 @@ if s.update_check_perform:
 healthcheck)
     r="${1:-$(cat "$ROLE_FILE" 2>/dev/null || echo web)}"
     case "$r" in
-    web|cron)
+    web|worker|cron)
         exec python /opt/pretix/healthcheck.py "$r"
         ;;
     standalone)
         "$0" healthcheck web && exec "$0" healthcheck worker
-        ;;
-    worker)
-        # Round trip through the broker to this very worker's control queue,
-        # with pretix's own celery app: a bare celery app has other transport
-        # options (the binding separator) and corrupted kombu's shared binding
-        # table for the workers (seen: "not enough values to unpack").
-        t="${PRETIX_HEALTHCHECK_TIMEOUT:-5}"
-        exec timeout "$(( t + 10 ))" celery -A pretix.celery_app inspect ping \
-            -d "celery@${HOSTNAME}" --timeout "$t"
         ;;
     migrate)
         exit 0

@@ -14,6 +14,11 @@ pretix.cfg cannot express:
   (``CONN_HEALTH_CHECKS``): after a PostgreSQL failover HAProxy cuts every
   connection to the old primary, and without the check each web process
   answers its next request with a 500 on the dead connection.
+* Bounded waits on every data-tier connection (``DATA_TIER_TIMEOUTS``): a
+  connection to a dead or frozen machine costs seconds, not gunicorn's 60 s
+  worker timeout. Without them a paused PostgreSQL primary held every sync
+  gunicorn worker, the liveness check queued behind them, and Swarm restarted
+  healthy web replicas during a data-tier outage.
 * Logging goes to the console only (container logs); pretix's file handlers
   (``<datadir>/logs/pretix.log``, ``csp.log``) would grow without bound in the
   container's writable layer.  Set ``[pretix_cluster] file_logs = on`` to keep them.
@@ -26,8 +31,9 @@ pretix.cfg cannot express:
 """
 
 from django.conf import global_settings
+from pretix import settings as pretix_settings
 from pretix.settings import *  # noqa: F403
-from pretix.settings import DATABASES, EMAIL_BACKEND, LOGGING, config
+from pretix.settings import CACHES, DATABASES, EMAIL_BACKEND, LOGGING, config
 
 _MAIL_BACKENDS = {
     "smtp": "django.core.mail.backends.smtp.EmailBackend",
@@ -35,8 +41,44 @@ _MAIL_BACKENDS = {
     "console": "django.core.mail.backends.console.EmailBackend",
 }
 
+DATA_TIER_TIMEOUTS = {
+    # libpq: give up connecting after 5 s; notice a silent peer through TCP
+    # keepalives, and drop a connection whose sent data stays unacknowledged
+    # for 10 s (a frozen primary) instead of waiting for the kernel's ~15 min.
+    "postgresql": {
+        "connect_timeout": 5,
+        "keepalives": 1,
+        "keepalives_idle": 5,
+        "keepalives_interval": 2,
+        "keepalives_count": 3,
+        "tcp_user_timeout": 10000,
+    },
+    "redis_connect_s": 5,
+    "redis_socket_s": 10,
+}
+
 for _database in DATABASES.values():
     _database["CONN_HEALTH_CHECKS"] = True
+    # pretix shares one OPTIONS dict between its databases: give each its own copy.
+    _database["OPTIONS"] = {**_database.get("OPTIONS", {}), **DATA_TIER_TIMEOUTS["postgresql"]}
+
+for _cache in CACHES.values():
+    if _cache["BACKEND"] == "django_redis.cache.RedisCache":
+        _cache["OPTIONS"] = {
+            **_cache.get("OPTIONS", {}),
+            "SOCKET_CONNECT_TIMEOUT": DATA_TIER_TIMEOUTS["redis_connect_s"],
+            "SOCKET_TIMEOUT": DATA_TIER_TIMEOUTS["redis_socket_s"],
+        }
+
+# Only when pretix.cfg names a broker (the image's build-time config has none).
+if hasattr(pretix_settings, "CELERY_BROKER_TRANSPORT_OPTIONS"):
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        **pretix_settings.CELERY_BROKER_TRANSPORT_OPTIONS,
+        "socket_connect_timeout": DATA_TIER_TIMEOUTS["redis_connect_s"],
+        "socket_timeout": DATA_TIER_TIMEOUTS["redis_socket_s"],
+    }
+    CELERY_REDIS_SOCKET_CONNECT_TIMEOUT = DATA_TIER_TIMEOUTS["redis_connect_s"]
+    CELERY_REDIS_SOCKET_TIMEOUT = DATA_TIER_TIMEOUTS["redis_socket_s"]
 
 _backend = config.get("mail", "backend", fallback="smtp").strip()
 EMAIL_BACKEND = _MAIL_BACKENDS.get(_backend.lower(), _backend) or EMAIL_BACKEND
