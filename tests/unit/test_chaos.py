@@ -520,6 +520,14 @@ def test_html_report_has_a_row_per_scenario_and_marks_failures():
     assert "http" not in html.replace("http-", "")  # no external assets
 
 
+def test_the_report_says_what_sold_during_the_fault_and_which_tasks_were_replaced():
+    figures = passing_figures(scenario=18, name="pg-outage", title="outage")
+    figures |= {"completed_while_faulted": 7, "tasks_replaced": {"web": 0, "worker": 1}}
+    html = report.render_html([figures], {"stack": "t"})
+    assert "purchases completed while the fault lasted: 7" in html
+    assert "tasks Swarm replaced during the fault: web 0, worker 1" in html
+
+
 def test_rewind_lines_are_picked_from_patroni_log():
     log = "INFO: no action\nINFO: running pg_rewind from pg-2\nINFO: pg_rewind done\n"
     assert runner.rewind_lines(log) == ["INFO: running pg_rewind from pg-2", "INFO: pg_rewind done"]

@@ -134,6 +134,13 @@ def _notes(figures: dict[str, Any]) -> list[str]:
         f"/{window.get('completed_after', '-')}, failed after the fault: "
         f"{window.get('failed_after_fault', '-')} {window.get('failed_kinds_after_fault', '')}",
     ]
+    if figures.get("completed_while_faulted") is not None:
+        items.append(
+            f"purchases completed while the fault lasted: {figures['completed_while_faulted']}"
+        )
+    if figures.get("tasks_replaced") is not None:
+        replaced = ", ".join(f"{k} {v}" for k, v in figures["tasks_replaced"].items())
+        items.append(f"tasks Swarm replaced during the fault: {replaced}")
     if figures.get("rejoin_evidence") is not None:
         lines = figures["rejoin_evidence"]
         items.append("pg_rewind in the old primary's log: " + (" | ".join(lines) or "none"))
