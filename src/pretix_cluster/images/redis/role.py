@@ -71,7 +71,8 @@ class SentinelAnswer:
 
     @classmethod
     def from_redis_cli(cls, output: str) -> SentinelAnswer:
-        lines = output.split()
+        lines = output.split("\n")
+        lines = [line.strip() for line in lines if line.strip()]
         if not lines:
             return cls(None)
         if len(lines) != 2 or not lines[1].isdigit():
@@ -369,6 +370,7 @@ def main() -> int:
         return 1
     ask = redis_cli(password)
     deadline = time.monotonic() + settings.wait_s
+    logged = ""
     while True:
         decision = decide(observe(settings, ask, DATA_DIR))
         if decision.kind is not Kind.WAIT:
@@ -378,7 +380,9 @@ def main() -> int:
         if time.monotonic() >= deadline:
             log(f"gave up after {settings.wait_s:.0f} s, Swarm restarts me: {decision.reason}")
             return 1
-        log(decision.reason)
+        if decision.reason != logged:  # a line per change, not one every retry
+            log(decision.reason)
+            logged = decision.reason
         time.sleep(RETRY_INTERVAL_S)
 
 
