@@ -39,6 +39,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -317,21 +318,30 @@ class Settings:
 
 
 def observe(settings: Settings, ask: Cli, data_dir: Path) -> Observations:
+    """Asks everyone at once: a hung Sentinel or peer costs one timeout, not one each."""
     question = ["SENTINEL", "get-master-addr-by-name", settings.master_name]
-    sentinels = {
-        s: _parsed(SentinelAnswer.from_redis_cli, ask(s, settings.sentinel_port, question))
-        for s in settings.sentinels
-    }
-    peers = {n: _ask_peer(ask, n, settings.redis_port) for n in settings.nodes if n != settings.me}
+    peers = [n for n in settings.nodes if n != settings.me]
+    with ThreadPoolExecutor(max_workers=len(settings.sentinels) + len(peers) or 1) as pool:
+        sentinels = {
+            s: pool.submit(_ask_sentinel, ask, s, settings.sentinel_port, question)
+            for s in settings.sentinels
+        }
+        answers = {n: pool.submit(_ask_peer, ask, n, settings.redis_port) for n in peers}
     return Observations(
         me=settings.me,
         my_addresses=_my_addresses(settings.me),
         nodes=settings.nodes,
         redis_port=settings.redis_port,
-        sentinels=sentinels,
-        peers=peers,
+        sentinels={s: future.result() for s, future in sentinels.items()},
+        peers={n: future.result() for n, future in answers.items()},
         has_data=_has_data(data_dir),
     )
+
+
+def _ask_sentinel(
+    ask: Cli, sentinel: str, port: int, question: Sequence[str]
+) -> SentinelAnswer | None:
+    return _parsed(SentinelAnswer.from_redis_cli, ask(sentinel, port, question))
 
 
 def _ask_peer(ask: Cli, node: str, port: int) -> Peer | None:
