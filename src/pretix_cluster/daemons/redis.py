@@ -77,14 +77,13 @@ def _config_word(value: str) -> str:
 def sentinel_command(port: int, master_name: str) -> list[str]:
     """``SENTINEL MASTER`` and ``SENTINEL REPLICAS`` in one shell: half the cost of two
     execs, and both answers from the same Sentinel. Sentinels require the password:
-    read from the secret inside the container, never on a command line."""
-    calls = [f"redis-cli -p {port} sentinel {q} {master_name}" for q in ("master", "replicas")]
-    return [
-        "sh",
-        "-c",
-        f'export REDISCLI_AUTH="$(cat {PASSWORD_SECRET})" && '
-        + f" && echo '{SEPARATOR}' && ".join(calls),
+    redis-cli reads it from the secret inside the container on its standard input
+    (``--askpass``), never from an env var or a command line."""
+    calls = [
+        f"redis-cli --askpass -p {port} sentinel {q} {master_name} < {PASSWORD_SECRET}"
+        for q in ("master", "replicas")
     ]
+    return ["sh", "-c", f" && echo '{SEPARATOR}' && ".join(calls)]
 
 
 def _pairs(lines: Sequence[str]) -> dict[str, str]:

@@ -14,21 +14,21 @@
 # back to the volume whenever Sentinel rewrites it, secret lines never.
 #
 # The password is read from the redis_password secret for redis-cli only, and
-# handed to it through REDISCLI_AUTH set for that one child process; it is
-# never in the environment of the server process, on a command line or in a log.
+# handed to it on its standard input (--askpass); it is never in an environment,
+# on a command line or in a log.
 #
 # Environment (non-secret, set by the stack):
 #   REDIS_PORT, SENTINEL_PORT     the ports (pretix_cluster.spec.PORTS)
 #   REDIS_NODE_NAME               this redis node's DNS name, e.g. redis-2 (role redis)
 #   REDIS_NODES                   "redis-1,redis-2,redis-3"; the first one is the
-#                                 bootstrap master when nobody knows better
+#                                 master of a set's very first bootstrap
 #   REDIS_SENTINELS               "sentinel-1,sentinel-2,sentinel-3"
 #   REDIS_MASTER_NAME             sentinel master group name (mymaster)
 #   SENTINEL_NODE_NAME            this sentinel's DNS name (role sentinel)
 #   SENTINEL_QUORUM               2 (part of the monitor line, which this script writes)
 # Optional:
-#   REDIS_ROLE_WAIT_S             how long a node with data waits for a sentinel or
-#                                 peer to tell it who the master is (default 15)
+#   REDIS_ROLE_WAIT_S             how long redis-role keeps asking who the master is
+#                                 before the task exits to be restarted (default 60)
 set -euo pipefail
 
 ROLE="${1:-redis}"
@@ -88,12 +88,11 @@ forget_config_on_volume() {
         "$DATA_DIR"/.sentinel.conf.*
 }
 
-# redis-cli with the password in its own environment only, and a hard timeout.
+# redis-cli with a hard timeout, the password on its standard input (--askpass).
 rcli() { # host port args...
     local host="$1" port="$2"
     shift 2
-    REDISCLI_AUTH="$REDIS_PASSWORD" timeout 3 redis-cli --no-auth-warning \
-        -h "$host" -p "$port" "$@" 2>/dev/null
+    timeout 3 redis-cli --askpass -h "$host" -p "$port" "$@" 2>/dev/null <<<"$REDIS_PASSWORD"
 }
 
 # Ask every sentinel for the current master; print "host" per answering sentinel.
@@ -110,11 +109,11 @@ sentinel_answers() {
     done
 }
 
-# Print the first peer (not $1) that says role:master.
+# Print the first redis node that says role:master.
 peer_master() {
-    local me="$1" n out
+    local n out
     for n in "${NODES[@]}"; do
-        [[ -n "$n" && "$n" != "$me" ]] || continue
+        [[ -n "$n" ]] || continue
         out="$(rcli "$n" "$REDIS_PORT" INFO replication)" || continue
         if grep -q '^role:master' <<<"$out"; then
             echo "$n"
@@ -127,74 +126,30 @@ peer_master() {
 # Most frequent line on stdin.
 most_common() { sort | uniq -c | sort -k1,1nr -k2 | awk 'NR==1 {print $2}'; }
 
-# Is this address (name or IP) this container?
-is_me() {
-    local addr="$1" ip
-    [[ "$addr" == "$NODE_NAME" ]] && return 0
-    for ip in $(hostname -I 2>/dev/null || true); do
-        [[ "$addr" == "$ip" ]] && return 0
-    done
-    return 1
-}
-
 # --- redis ------------------------------------------------------------------
+# The role is decided by redis-role (role.py): a majority of the Sentinels, or a
+# confirmed master, or the very first bootstrap of an empty set. When none of
+# these holds it exits non-zero after REDIS_ROLE_WAIT_S, and so does this script:
+# Swarm restarts the task and it asks again.
 start_redis() {
-    NODE_NAME="${REDIS_NODE_NAME:?REDIS_NODE_NAME must be set (the DNS name of this node)}"
-    is_name "$NODE_NAME" || die "bad REDIS_NODE_NAME"
-    [[ ",${REDIS_NODES:-redis-1,redis-2,redis-3}," == *",$NODE_NAME,"* ]] ||
-        die "REDIS_NODE_NAME $NODE_NAME is not in REDIS_NODES"
-    local wait_s="${REDIS_ROLE_WAIT_S:-15}"
-    is_uint "$wait_s" || die "bad REDIS_ROLE_WAIT_S: $wait_s"
-
-    # Role decision. Sentinels are the authority; a node coming back after a
-    # failover must never start as a second master.
-    local has_data=no
-    if [[ -d "$DATA_DIR/appendonlydir" || -f "$DATA_DIR/dump.rdb" ]]; then has_data=yes; fi
-    # A node with data may be part of a cold restart of the whole cluster:
-    # give the sentinels time to come up before falling back to the bootstrap
-    # rule. A node without data (first boot) decides at once.
-    local deadline=$SECONDS
-    if [[ "$has_data" == yes ]]; then deadline=$((SECONDS + wait_s)); fi
-    local master="" reason="" answers others peer
-    while :; do
-        answers="$(sentinel_answers)"
-        if [[ -n "$answers" ]]; then
-            others="$(while read -r a; do is_me "$a" || echo "$a"; done <<<"$answers")"
-            if [[ -n "$others" ]]; then
-                master="$(most_common <<<"$others")"
-                reason="sentinels name $master as master ($(tr '\n' ' ' <<<"$answers"))"
-            else
-                master="$NODE_NAME"
-                reason="sentinels name me as master"
-            fi
-            break
-        fi
-        if peer="$(peer_master "$NODE_NAME")"; then
-            master="$peer"
-            reason="no sentinel answered; peer $peer reports role:master"
-            break
-        fi
-        ((SECONDS >= deadline)) && break
-        log "no sentinel or peer knows the master yet (data=$has_data); retrying"
-        sleep 2
-    done
-    if [[ -z "$master" ]]; then
-        master="$BOOTSTRAP_MASTER"
-        reason="nobody answered: bootstrap rule, $BOOTSTRAP_MASTER is master"
-    fi
-
-    local role_args=()
-    if [[ "$master" == "$NODE_NAME" ]]; then
-        log "starting $NODE_NAME as MASTER: $reason"
-        echo master >"$RUNTIME_DIR/role"
-    else
-        log "starting $NODE_NAME as REPLICA of $master: $reason"
-        echo replica >"$RUNTIME_DIR/role"
-        role_args=(--replicaof "$master" "$REDIS_PORT")
-    fi
+    local decision kind host port
+    decision="$(redis-role)" || die "no safe role for ${REDIS_NODE_NAME:-this node} yet"
+    read -r kind host port <<<"$decision"
+    case "$kind" in
+        master)
+            echo master >"$RUNTIME_DIR/role"
+            set --
+            ;;
+        replica)
+            is_name "$host" && is_uint "$port" || die "redis-role answered '$decision'"
+            echo replica >"$RUNTIME_DIR/role"
+            set -- --replicaof "$host" "$port"
+            ;;
+        *) die "redis-role answered '$decision'" ;;
+    esac
     printf 'include %s\n' "$SECRET_CONF" >"$RUNTIME_CONF"
     unset REDIS_PASSWORD
-    exec redis-server "$RUNTIME_CONF" "${role_args[@]}"
+    exec redis-server "$RUNTIME_CONF" "$@"
 }
 
 # --- sentinel ---------------------------------------------------------------
@@ -225,7 +180,7 @@ sentinel_state() {
         if [[ -n "$answers" ]]; then
             master="$(most_common <<<"$answers")"
             reason="other sentinels name $master"
-        elif peer="$(peer_master "")"; then
+        elif peer="$(peer_master)"; then
             master="$peer"
             reason="redis node $peer reports role:master"
         else
