@@ -373,3 +373,9 @@ def test_the_lab_keeps_a_managed_registry_and_fills_in_its_own_otherwise(tmp_pat
     assert lab_deploy.lab_spec(managed_spec(), lab, tmp_path).images.registry == "managed"
     plain = lab_deploy.lab_spec(parse_spec({}), lab, tmp_path)
     assert plain.images.registry == "172.30.0.2:5000"
+
+
+def test_a_registry_that_does_not_answer_is_one_sentence(ca):
+    closed = RegistryAddress("127.0.0.1", 9)  # discard: nothing listens there
+    with pytest.raises(UserError, match=r"does not answer at https://127.0.0.1:9/v2/ .*run `up`"):
+        managed_registry.wait_answering(closed, ca.cert_path, "shop-registry", timeout=0.5)
