@@ -32,7 +32,7 @@ from pretix_cluster.cluster import Cluster
 from pretix_cluster.errors import UserError
 from pretix_cluster.images import build
 from pretix_cluster.images.build import ImageSet
-from pretix_cluster.images.registry import as_pulled, push_image, split_tag
+from pretix_cluster.images.registry import as_pulled, push_image, qualified, split_tag
 from pretix_cluster.render import placement
 from pretix_cluster.render import registry as render
 from pretix_cluster.render.registry import RegistryAddress
@@ -214,8 +214,7 @@ def check_nodes_pull(
     client: docker.DockerClient, registry: ManagedRegistry, progress: Progress
 ) -> None:
     """Every node whose Docker answers pulls the probe image; the stack deploys only then."""
-    probe = as_pulled(ImageSet({"probe": registry.image}), str(registry.address))["probe"]
-    repository, tag = split_tag(probe)
+    repository, tag = split_tag(qualified(registry.image, str(registry.address)))
     untrusted = []
     for node in swarm.nodes(client):
         if not node.ready:

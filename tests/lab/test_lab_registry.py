@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import ssl
 import subprocess
 from pathlib import Path
 
@@ -98,7 +99,7 @@ def test_no_password_in_docker_service_inspect(lab_env, password):
 
 def test_the_registry_wants_the_password(trust, password):
     url = f"https://{trust['registry']}/v2/"
-    ca = trust["ca_file"]
+    ca = ssl.create_default_context(cafile=trust["ca_file"])
     assert httpx.get(url, verify=ca, timeout=10).status_code == 401
     assert httpx.get(url, verify=ca, auth=(render.USER, "wrong"), timeout=10).status_code == 401
     assert httpx.get(url, verify=ca, auth=(render.USER, password), timeout=10).status_code == 200
