@@ -96,6 +96,8 @@ def local_ca(cluster: Cluster) -> LocalCA:
 def ensure(cluster: Cluster, progress: Progress) -> ManagedRegistry:
     """The registry stack running and answering over TLS; before anything is pushed."""
     spec, client = cluster.spec, cluster.client
+    stack = render.stack_name(spec)
+    swarm.refuse_foreign_stack(client, stack)
     node = cluster.managed_registry_node()
     address = RegistryAddress(node.address, spec.images.registry_port)
     _label(client, node, render.node_label(spec), progress)
@@ -107,7 +109,6 @@ def ensure(cluster: Cluster, progress: Progress) -> ManagedRegistry:
     pair = server_pair(ca, [node.address, node.hostname])
     password = cluster.secrets.ensure_all()["registry_password"]
     files = render.registry_files(pair.cert_pem, pair.key_pem, password)
-    stack = render.stack_name(spec)
     swarm.ensure_files(client, stack, files)
     progress(f"registry: deploying stack {stack} on {node.hostname} ({address})")
     swarm.deploy(stack, dump_stack(render.registry_stack(spec, image, files)))
