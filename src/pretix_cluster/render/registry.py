@@ -20,7 +20,7 @@ import yaml
 
 from pretix_cluster.render.configs import ClusterFile
 from pretix_cluster.render.placement import label_constraint, member_label
-from pretix_cluster.render.stack import ROLE_LABEL, STACK_VERSION, healthcheck, secret
+from pretix_cluster.render.stack import ROLE_LABEL, STACK_VERSION, secret
 from pretix_cluster.spec import ClusterSpec
 
 SERVICE = "registry"
@@ -111,10 +111,9 @@ def registry_stack(spec: ClusterSpec, image: str, files: dict[str, ClusterFile])
         "volumes": [f"data:{DATA_DIR}"],
         "configs": config_mounts,
         "secrets": [secret(KEY_FILE, REGISTRY_UID), secret(PASSWORD_FILE, REGISTRY_UID)],
-        # No client in the image: a TCP connect to the TLS port says it listens.
-        "healthcheck": healthcheck(
-            ["CMD", "bash", "-c", f"exec 3<>/dev/tcp/127.0.0.1/{CONTAINER_PORT}"], start=10
-        ),
+        # No health check: a TCP connect (the image has no HTTP client) timed out under a
+        # push's load and Swarm killed the registry mid-push (lab, 2026-12-06); Swarm
+        # restarts it when it exits, and `up` waits for its HTTPS answer itself.
         "deploy": {
             "mode": "replicated",
             "replicas": 1,
