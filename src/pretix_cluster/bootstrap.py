@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from pretix_cluster import swarm
+from pretix_cluster import managed_registry, swarm
 from pretix_cluster.cluster import API_TOKEN_FILE, Cluster
 from pretix_cluster.daemons import patroni
 from pretix_cluster.errors import UserError
@@ -31,6 +31,8 @@ class UpResult:
     seconds: float
     admin_password_file: str
     api_token_file: str
+    # The managed registry's one line for each node (also `registry trust`); None without one.
+    registry_trust: str | None = None
 
 
 def up(cluster: Cluster, progress: Progress) -> UpResult:
@@ -46,13 +48,21 @@ def up(cluster: Cluster, progress: Progress) -> UpResult:
     if len(nodes) > 1 and not spec.images.registry:
         raise UserError(
             f"This swarm has {len(nodes)} nodes, which cannot pull images built here; "
-            "set [images] registry in cluster.toml to a registry every node can pull from."
+            "set [images] registry in cluster.toml to a registry every node can pull from, or "
+            'to "managed" (the tool runs one).'
         )
-    if spec.images.registry:
+    managed = None
+    if spec.images.managed:
+        managed_registry.refuse_single_node(nodes)
+        managed = managed_registry.ensure(cluster, progress)
+    elif spec.images.registry:
         registry.check_answers(cluster.push_via or spec.images.registry)
 
     images = build.build_all(cluster.builder, spec.images.base, cluster.ca_bundle(), progress)
-    if spec.images.registry:
+    if managed is not None:
+        images = managed_registry.push(cluster, managed, images, progress)
+        managed_registry.check_nodes_pull(client, managed, progress)
+    elif spec.images.registry:
         images = registry.push(
             cluster.builder, images, spec.images.registry, progress, cluster.push_via
         )
@@ -63,7 +73,11 @@ def up(cluster: Cluster, progress: Progress) -> UpResult:
     stack_doc = cluster.stack_document(images, files)
     swarm.remove_services_changing_mode(client, cluster.stack, stack_doc, progress)
     progress(f"deploying stack {cluster.stack}")
-    swarm.deploy(cluster.stack, dump_stack(stack_doc))
+    swarm.deploy(
+        cluster.stack,
+        dump_stack(stack_doc),
+        registry_login=managed.docker_cli_config if managed is not None else None,
+    )
 
     swarm.wait_converged(
         client, cluster.stack, DATA_TIER_TIMEOUT, progress, names=cluster.data_tier()
@@ -81,6 +95,7 @@ def up(cluster: Cluster, progress: Progress) -> UpResult:
         seconds=time.monotonic() - started,
         admin_password_file=str(cluster.secrets.path("pretix_admin_password")),
         api_token_file=str(cluster.secrets.path(API_TOKEN_FILE)),
+        registry_trust=managed.trust_command if managed is not None else None,
     )
 
 
@@ -96,6 +111,9 @@ def _postgres_shells(cluster: Cluster) -> Iterator[patroni.Shell]:
 def migrate(cluster: Cluster, progress: Progress) -> None:
     """Once per deploy, as a Swarm job shaped like the web service; a no-op when current."""
     progress("running database migrations")
+    if cluster.spec.images.managed:
+        # The job is a service the SDK creates: it sends the login the client holds.
+        managed_registry.login(cluster)
     swarm.run_job(
         cluster.client, cluster.stack, "migrate", "web", ["migrate"], MIGRATE_TIMEOUT, progress
     )

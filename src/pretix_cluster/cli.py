@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import sys
@@ -13,7 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from pretix_cluster import bootstrap, swarm
+from pretix_cluster import bootstrap, managed_registry, swarm
 from pretix_cluster import nodes as nodes_module
 from pretix_cluster import status as status_module
 from pretix_cluster.bench import cli as bench_cli
@@ -124,6 +125,10 @@ def up(
     out.print(f"[bold green]pretix is up[/] at {result.url}  ({result.seconds:.0f} s)")
     out.print(f"admin: admin@localhost, password in {result.admin_password_file}")
     out.print(f"API token in {result.api_token_file}")
+    if result.registry_trust is not None:
+        out.print("every node trusts the managed registry once this ran there as root:")
+        # Raw: the line must stay one line, unwrapped, to be copied.
+        sys.stdout.write(result.registry_trust + "\n")
 
 
 @app.command()
@@ -180,12 +185,31 @@ def down(
         typer.confirm(f"Delete every volume and secret of '{cluster.stack}' for good?", abort=True)
     with progress_display(f"removing {cluster.stack}", console) as progress:
         swarm.remove_stack(cluster.client, cluster.stack, progress)
+        if cluster.spec.images.managed:
+            managed_registry.remove(cluster, purge, progress)
         if purge:
             swarm.purge_data(cluster.client, cluster.stack, progress)
             swarm.remove_placement_labels(cluster.client, cluster.stack, progress)
             # The passwords and the API token belong to the data that is gone.
             shutil.rmtree(cluster.secrets.directory, ignore_errors=True)
     out.print(f"{cluster.stack} is down" + (" and purged" if purge else "; data kept"))
+
+
+registry_app = typer.Typer(no_args_is_help=True, help="The managed registry's trust.")
+app.add_typer(registry_app, name="registry")
+
+
+@registry_app.command("trust")
+def registry_trust(spec_file: SpecOption = DEFAULT_SPEC, as_json: JsonOption = False) -> None:
+    """The one line that makes a node's Docker trust the managed registry (run it as root on
+    every node; no daemon restart), and the nodes."""
+    trust = managed_registry.trust(Cluster.from_file(spec_file))
+    if as_json:
+        sys.stdout.write(json.dumps(dataclasses.asdict(trust), indent=2) + "\n")
+        return
+    out.print(f"managed registry {trust.registry} (CA {trust.ca_file}); run as root on every node:")
+    sys.stdout.write(trust.command + "\n")
+    out.print("nodes: " + ", ".join(f"{n['hostname']} ({n['address']})" for n in trust.nodes))
 
 
 nodes_app = typer.Typer(no_args_is_help=True, help="The swarm's machines as the cluster uses them.")

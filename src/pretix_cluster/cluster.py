@@ -13,6 +13,8 @@ from pretix_cluster import swarm
 from pretix_cluster.errors import UserError
 from pretix_cluster.images import build
 from pretix_cluster.images.registry import as_pulled
+from pretix_cluster.render import placement
+from pretix_cluster.render import registry as registry_render
 from pretix_cluster.render.configs import ClusterFile
 from pretix_cluster.render.stack import dump_stack
 from pretix_cluster.render.topology import HA, Topology
@@ -75,8 +77,25 @@ class Cluster:
     def images(self) -> build.ImageSet:
         """The names the stack runs: this machine's tags, or the registry's when there is one."""
         planned = build.planned_tags(self.spec.images.base, self.ca_bundle())
+        if self.spec.images.managed:
+            return as_pulled(planned, str(self.managed_registry_address()))
         registry = self.spec.images.registry
         return as_pulled(planned, registry) if registry else planned
+
+    def managed_registry_node(self) -> placement.Node:
+        """The node holding the managed registry's label (its data), else the manager the
+        tool talks to, where `up` puts it."""
+        label = registry_render.node_label(self.spec)
+        nodes = swarm.nodes(self.client)
+        labelled = [n for n in nodes if n.labels.get(label) == "true"]
+        if labelled:
+            return labelled[0]
+        own = self.client.info().get("Swarm", {}).get("NodeID", "")
+        return next(n for n in nodes if n.id == own)
+
+    def managed_registry_address(self) -> registry_render.RegistryAddress:
+        node = self.managed_registry_node()
+        return registry_render.RegistryAddress(node.address, self.spec.images.registry_port)
 
     def stack_document(self, images: build.ImageSet, files: dict[str, ClusterFile]) -> dict:
         return self.topology.stack(self.spec, images, files)

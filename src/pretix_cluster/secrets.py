@@ -24,6 +24,8 @@ SECRET_NAMES: dict[str, int] = {
     "redis_password": 24,
     "pretix_admin_password": 18,
     "metrics_passphrase": 24,
+    # Pushes and pulls of the managed registry ([images] registry = "managed").
+    "registry_password": 24,
 }
 # Values only the operator can give (an S3 bucket's credentials): read, never generated.
 PROVIDED_NAMES = ("s3_access_key", "s3_secret_key")

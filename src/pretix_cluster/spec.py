@@ -189,14 +189,25 @@ class ShopSection(_Section):
     currency: str = Field("EUR", pattern=r"^[A-Z]{3}$")
 
 
+MANAGED_REGISTRY = "managed"
+
+
 class ImagesSection(_Section):
     registry: str = Field(
         "",
         pattern=r"^([a-z0-9.-]+(:[0-9]+)?(/[a-z0-9._-]+)*)?$",
-        description="host[:port][/path] every node pulls the images from; empty: "
-        "this machine's images (a single-node swarm)",
+        description='host[:port][/path] every node pulls the images from; "managed": a '
+        "registry the tool runs itself on the manager it talks to (stack <name>-registry, TLS "
+        "from the tool's CA, a password); empty: this machine's images (a single-node swarm)",
+    )
+    registry_port: int = Field(
+        5443, ge=1, le=65535, description="managed registry: its port on the manager (host mode)"
     )
     base: str = "debian:bookworm-slim"
+
+    @property
+    def managed(self) -> bool:
+        return self.registry == MANAGED_REGISTRY
 
 
 class PlacementSection(_Section):
@@ -315,6 +326,15 @@ class ClusterSpec(_Section):
     placement: PlacementSection = PlacementSection()
     media: MediaSection = MediaSection()
     bench: BenchSection = BenchSection()
+
+    @model_validator(mode="after")
+    def _registry_port_is_not_the_shops(self) -> ClusterSpec:
+        if self.images.managed and self.images.registry_port == self.nginx.port:
+            raise ValueError(
+                f"the managed registry's port {self.images.registry_port} is the shop's "
+                "([nginx] port); set another [images] registry_port"
+            )
+        return self
 
     # --- names derived from the spec; nothing else invents them ---
 

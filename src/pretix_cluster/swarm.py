@@ -10,9 +10,11 @@ import contextlib
 import os
 import socket
 import subprocess
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit
 
@@ -232,27 +234,50 @@ def _wait_gone(client: docker.DockerClient, name: str, timeout: float = 120) -> 
 # --- deploy and wait -----------------------------------------------------------
 
 
-def deploy(stack: str, stack_yaml: str) -> None:
-    """`docker stack deploy` is the CLI's; the SDK has no equivalent."""
-    result = subprocess.run(
-        [
-            "docker",
-            "stack",
-            "deploy",
-            "--prune",
-            "--resolve-image",
-            "never",
-            "--compose-file",
-            "-",
-            stack,
-        ],
-        input=stack_yaml,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+def deploy(stack: str, stack_yaml: str, registry_login: str | None = None) -> None:
+    """`docker stack deploy` is the CLI's; the SDK has no equivalent.
+
+    ``registry_login`` is a config.json holding a registry's login: the CLI reads it
+    from a temporary DOCKER_CONFIG and hands it to Swarm (`--with-registry-auth`), so
+    the nodes can pull; it never appears in the stack file, an argument or a variable.
+    """
+    with _docker_config(registry_login) as environment:
+        result = subprocess.run(
+            [
+                "docker",
+                "stack",
+                "deploy",
+                "--prune",
+                "--resolve-image",
+                "never",
+                *(["--with-registry-auth"] if registry_login else []),
+                "--compose-file",
+                "-",
+                stack,
+            ],
+            input=stack_yaml,
+            capture_output=True,
+            text=True,
+            check=False,
+            env=environment,
+        )
     if result.returncode != 0:
         raise UserError(f"docker stack deploy failed: {result.stderr.strip()}.")
+
+
+@contextlib.contextmanager
+def _docker_config(config_json: str | None) -> Iterator[dict[str, str] | None]:
+    """The environment with DOCKER_CONFIG in a private folder (0700) that holds
+    ``config_json``, deleted afterwards; None (this environment) without one."""
+    if config_json is None:
+        yield None
+        return
+    with tempfile.TemporaryDirectory(prefix="pretix-cluster-docker-") as folder:
+        os.chmod(folder, 0o700)
+        fd = os.open(Path(folder) / "config.json", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(config_json)
+        yield os.environ | {"DOCKER_CONFIG": folder}
 
 
 @dataclass(frozen=True)

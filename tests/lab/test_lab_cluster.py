@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -24,54 +23,23 @@ import pytest
 from pretix_cluster.cluster import Cluster
 from pretix_cluster.loadtest.buyer import buy_ticket
 from pretix_cluster.loadtest.pretixapi import PretixApi
-from pretix_cluster.spec import parse_spec, spec_toml
 from tests.commandline import cli
+from tests.lab.deployed import deployed_lab
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 STATE = ROOT / ".state" / "pclab"
-LAB = "pclab"
-STACK = "pclab"
+LAB = "pclab"  # also the stack's name
 PORT = 18580
 CHAOS = ("--users", "4", "--duration", "150", "--fault-at", "40", "--recover-timeout", "300")
-
-
-def lab(*args: str, env: dict | None = None, check: bool = True, timeout: float = 2400):
-    return cli("lab", *args, "--name", LAB, check=check, timeout=timeout, env=env)
 
 
 @pytest.fixture(scope="module")
 def lab_env() -> dict[str, str]:
     """The lab up with the cluster deployed; the environment `lab env` gives."""
-    shutil.rmtree(STATE, ignore_errors=True)
-    STATE.mkdir(parents=True)
-    spec_file = STATE / "cluster.toml"
-    spec = parse_spec(
-        {
-            "cluster": {
-                "name": STACK,
-                "url": f"http://127.0.0.1:{PORT}",
-                "state_dir": str(STATE / "state"),
-            },
-            "nginx": {"port": PORT},
-        }
-    )
-    spec_file.write_text(spec_toml(spec))
-    env = {k: v for k, v in os.environ.items() if k not in ("DOCKER_HOST", "PRETIX_CLUSTER_SPEC")}
-    try:
-        up = lab("up", "--nodes", "3", "--spec", str(spec_file), env=env)
-        print(up.stdout[-3000:])
-        exports = lab("env", "--spec", str(spec_file), env=env).stdout
-        for line in exports.splitlines():
-            key, _, value = line.removeprefix("export ").partition("=")
-            env[key] = value
-        assert {"DOCKER_HOST", "PRETIX_CLUSTER_SPEC"} <= set(env), exports
+    with deployed_lab(LAB, PORT, STATE) as env:
         yield env
-    finally:
-        if not os.environ.get("PCTEST_KEEP"):
-            lab("down", "--purge", env=env, check=False)
-            shutil.rmtree(STATE, ignore_errors=True)
 
 
 def lab_cluster(env: dict[str, str]) -> Cluster:

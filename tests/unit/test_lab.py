@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from pretix_cluster.errors import UserError
+from pretix_cluster.images import build
 from pretix_cluster.images.registry import qualified, split_tag
 from pretix_cluster.lab import control, images
 from pretix_cluster.lab.addresses import (
@@ -243,14 +244,21 @@ def test_registry_addresses_come_from_the_published_port():
 
 
 def test_image_tags_hash_the_content(tmp_path):
-    (tmp_path / "Dockerfile").write_text("FROM x\n")
+    folder = tmp_path / "lab-node"
+    folder.mkdir()
+    (folder / "Dockerfile").write_text("FROM x\n")
     args = {"BASE_IMAGE": "debian:bookworm-slim"}
-    first = images.content_tag("lab-node", tmp_path, "sha256:1", args)
+
+    def tag(base_key: str = "debian", ca: bytes = b"") -> str:
+        return build.directory_tag("lab-node", folder, base_key, ca, args)
+
+    first = tag()
     assert first.startswith("pretix-cluster/lab-node:") and len(first.split(":")[1]) == 12
-    assert images.content_tag("lab-node", tmp_path, "sha256:1", args) == first
-    assert images.content_tag("lab-node", tmp_path, "sha256:2", args) != first
-    (tmp_path / "Dockerfile").write_text("FROM y\n")
-    assert images.content_tag("lab-node", tmp_path, "sha256:1", args) != first
+    assert tag() == first
+    assert tag(base_key="ubuntu") != first
+    assert tag(ca=b"another CA") != first
+    (folder / "Dockerfile").write_text("FROM y\n")
+    assert tag() != first
 
 
 def test_node_dockerfile_pins_every_package():

@@ -25,6 +25,8 @@ from pretix_cluster.images import base
 IMAGES_DIR = Path(__file__).parent
 # nginx copies pretix's compiled static files, so pretix comes first.
 COMPONENTS: tuple[str, ...] = ("pretix", "postgres", "etcd", "redis", "haproxy", "nginx")
+# Built from this folder on demand, not for every cluster: the managed registry (and the lab's).
+DOCKER_REGISTRY = "docker-registry"
 IMAGE_PREFIX = "pretix-cluster"
 CA_FILE_IN_CONTEXT = "build-ca.crt"
 CA_ENV_VARS = ("PIP_CERT", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE")
@@ -63,7 +65,7 @@ def planned_tags(base_image: str, ca: Path | None) -> ImageSet:
     tags: dict[str, str] = {}
     for component in COMPONENTS:
         args = _build_args(component, base_image, tags)
-        tags[component] = _tag_for(component, base_key, ca_bytes, args)
+        tags[component] = directory_tag(component, IMAGES_DIR / component, base_key, ca_bytes, args)
     return ImageSet(tags)
 
 
@@ -78,14 +80,44 @@ def build_all(
     base.ensure_base_image(client, base_image, progress)
     images = planned_tags(base_image, ca)
     for component in COMPONENTS:
-        tag = images[component]
-        if only_missing and _exists(client, tag):
-            progress(f"{component}: up to date ({tag})")
-            continue
-        _build_one(
-            client, component, tag, _build_args(component, base_image, images.tags), ca, progress
+        args = _build_args(component, base_image, images.tags)
+        build_directory(
+            client,
+            component,
+            IMAGES_DIR / component,
+            images[component],
+            args,
+            ca,
+            progress,
+            only_missing,
         )
     return images
+
+
+def ensure_directory_image(
+    client: docker.DockerClient,
+    repository: str,
+    directory: Path,
+    base_image: str,
+    ca: Path | None,
+    progress: Progress,
+) -> str:
+    """One image of its own folder (not a cluster component), built only when its tag is missing."""
+    base.ensure_base_image(client, base_image, progress)
+    args = {"BASE_IMAGE": base_image}
+    ca_bytes = ca.read_bytes() if ca else b""
+    tag = directory_tag(repository, directory, base.content_key(base_image), ca_bytes, args)
+    build_directory(client, repository, directory, tag, args, ca, progress)
+    return tag
+
+
+def docker_registry_image(
+    client: docker.DockerClient, base_image: str, ca: Path | None, progress: Progress
+) -> str:
+    """Debian's docker-registry: the managed registry's image and the lab's."""
+    return ensure_directory_image(
+        client, DOCKER_REGISTRY, IMAGES_DIR / DOCKER_REGISTRY, base_image, ca, progress
+    )
 
 
 def _build_args(component: str, base_image: str, tags: dict[str, str]) -> dict[str, str]:
@@ -95,17 +127,20 @@ def _build_args(component: str, base_image: str, tags: dict[str, str]) -> dict[s
     return args
 
 
-def _tag_for(component: str, base_key: str, ca_bytes: bytes, args: dict[str, str]) -> str:
+def directory_tag(
+    repository: str, directory: Path, base_key: str, ca_bytes: bytes, args: dict[str, str]
+) -> str:
+    """``pretix-cluster/<repository>:<hash>`` of everything that goes into the image."""
     digest = hashlib.sha256()
     digest.update(base_key.encode())
     digest.update(ca_bytes)
     for key in sorted(args):
         digest.update(f"{key}={args[key]}".encode())
-    for path in sorted((IMAGES_DIR / component).rglob("*")):
+    for path in sorted(directory.rglob("*")):
         if path.is_file() and path.name != CA_FILE_IN_CONTEXT and "__pycache__" not in path.parts:
-            digest.update(str(path.relative_to(IMAGES_DIR)).encode())
+            digest.update(str(path.relative_to(directory.parent)).encode())
             digest.update(path.read_bytes())
-    return f"{IMAGE_PREFIX}/{component}:{digest.hexdigest()[:12]}"
+    return f"{IMAGE_PREFIX}/{repository}:{digest.hexdigest()[:12]}"
 
 
 def _exists(client: docker.DockerClient, tag: str) -> bool:
@@ -116,24 +151,28 @@ def _exists(client: docker.DockerClient, tag: str) -> bool:
         return False
 
 
-def _build_one(
+def build_directory(
     client: docker.DockerClient,
-    component: str,
+    repository: str,
+    directory: Path,
     tag: str,
     args: dict[str, str],
     ca: Path | None,
     progress: Progress,
+    only_missing: bool = True,
 ) -> None:
-    with tempfile.TemporaryDirectory(prefix=f"pretix-cluster-{component}-") as tmp:
-        context = Path(tmp) / component
+    """Build ``directory`` as ``tag`` (and ``:latest``), unless ``tag`` exists already."""
+    if only_missing and _exists(client, tag):
+        progress(f"{repository}: up to date ({tag})")
+        return
+    with tempfile.TemporaryDirectory(prefix=f"pretix-cluster-{repository}-") as tmp:
+        context = Path(tmp) / repository
         shutil.copytree(
-            IMAGES_DIR / component,
-            context,
-            ignore=shutil.ignore_patterns("__pycache__", CA_FILE_IN_CONTEXT),
+            directory, context, ignore=shutil.ignore_patterns("__pycache__", CA_FILE_IN_CONTEXT)
         )
         # Always present, so Dockerfiles can COPY it unconditionally; empty when none is known.
         (context / CA_FILE_IN_CONTEXT).write_bytes(ca.read_bytes() if ca else b"")
-        progress(f"{component}: building {tag}")
+        progress(f"{repository}: building {tag}")
         try:
             for chunk in client.api.build(
                 path=str(context),
@@ -144,9 +183,9 @@ def _build_one(
                 decode=True,
                 pull=False,
             ):
-                _report_build_chunk(component, chunk, progress)
+                _report_build_chunk(repository, chunk, progress)
         except docker.errors.APIError as exc:
-            raise UserError(f"Building the {component} image failed: {exc}.") from None
+            raise UserError(f"Building the {repository} image failed: {exc}.") from None
     latest = tag.rsplit(":", 1)[0] + ":latest"
     client.images.get(tag).tag(latest)
 

@@ -62,12 +62,18 @@ def check_answers(address: str, timeout: float = 5) -> None:
 
 
 def push_image(
-    builder: docker.DockerClient, image: str, registry: str, via: str, progress: Progress
+    builder: docker.DockerClient,
+    image: str,
+    registry: str,
+    via: str,
+    progress: Progress,
+    auth_config: dict[str, str] | None = None,
 ) -> str:
     """Push one local image through ``via``; returns its name at ``registry`` (what nodes pull).
 
     When ``via`` is another address than ``registry``, the name used for the push is
-    removed again afterwards: it is only the way in.
+    removed again afterwards: it is only the way in. ``auth_config`` is the registry's
+    login (the managed registry's), sent in the API's header, never on a command line.
     """
     through = qualified(image, via)
     repository, tag = split_tag(through)
@@ -79,7 +85,9 @@ def push_image(
         ) from None
     progress(f"registry: pushing {image} to {via}")
     try:
-        for chunk in builder.images.push(repository, tag, stream=True, decode=True):
+        for chunk in builder.images.push(
+            repository, tag, stream=True, decode=True, auth_config=auth_config
+        ):
             if "error" in chunk:
                 raise UserError(
                     f"Pushing {image} to {via} failed ({chunk['error'].strip()}); "

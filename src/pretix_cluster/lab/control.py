@@ -10,6 +10,7 @@ else's and makes the command stop before it changes anything.
 from __future__ import annotations
 
 import ipaddress
+import shutil
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,6 +28,7 @@ from pretix_cluster.lab.membership import SwarmNode
 from pretix_cluster.lab.names import INDEX_LABEL, NETWORK_ROLE, NODE_ROLE, REGISTRY_ROLE, LabNames
 from pretix_cluster.lab.nodes import NodePlan
 from pretix_cluster.lab.registry import Registry
+from pretix_cluster.render.registry import CERTS_D
 
 HOST_DAEMON = "unix:///var/run/docker.sock"
 STOP_TIMEOUT = 20
@@ -394,6 +396,14 @@ def _one(lab: LabStatus, node_name: str) -> LabNode:
 # --- down ----------------------------------------------------------------------------------
 
 
+def _forget_registry_trust(addresses: LabAddresses) -> None:
+    """This machine's trust in a managed registry on a lab machine (lab/deploy.py) goes
+    with the machines."""
+    for index in range(1, MAX_NODES + 1):
+        for folder in Path(CERTS_D).glob(f"{addresses.node(index)}:*"):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
 def down(name: str, purge: bool, progress: Progress) -> None:
     """Remove nodes, registry and network; with purge also the nodes' disks and the images."""
     names = LabNames.checked(name)
@@ -409,6 +419,7 @@ def down(name: str, purge: bool, progress: Progress) -> None:
         progress(f"{container.name}: removing")
         container.remove(force=True)
     for network in host.networks.list(filters=names.filters(NETWORK_ROLE)):
+        _forget_registry_trust(_network_addresses(network))
         progress(f"network {network.name}: removing")
         network.remove()
     if purge:

@@ -16,6 +16,7 @@ machine does not take the shop's address with it.
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,7 @@ from pathlib import Path
 import docker
 import docker.errors
 
-from pretix_cluster import bootstrap
+from pretix_cluster import bootstrap, managed_registry
 from pretix_cluster.cluster import Cluster
 from pretix_cluster.errors import UserError
 from pretix_cluster.images import build
@@ -58,10 +59,12 @@ def shared_dir(spec_file: Path) -> Path:
 
 
 def lab_spec(spec: ClusterSpec, lab: LabStatus, state_dir: Path) -> ClusterSpec:
-    """The operator's spec with what the lab decides: registry, shared media, state folder."""
+    """The operator's spec with what the lab decides: registry (the lab's, unless the spec
+    asks for a managed one), shared media, state folder."""
     if lab.registry is None:
         raise UserError(f"The registry of lab {lab.name} is not running; run `lab up` again.")
-    images = spec.images.model_copy(update={"registry": lab.registry.address})
+    registry = spec.images.registry if spec.images.managed else lab.registry.address
+    images = spec.images.model_copy(update={"registry": registry})
     media = MediaSection(kind="bind", path=f"{NODE_SHARED_DIR}/media")
     # Absolute: the lab's spec file lives elsewhere than the operator's.
     cluster = spec.cluster.model_copy(update={"state_dir": str(state_dir)})
@@ -83,11 +86,36 @@ def deploy(lab: LabStatus, spec_file: Path, progress: Progress) -> LabCluster:
 
     # Every Docker call of `up` (SDK and CLI) now goes to the lab's swarm; builds stay here.
     os.environ["DOCKER_HOST"] = lab.docker_host
-    cluster = Cluster(spec, lab_spec_file.parent, push_via=lab.registry.host_address)
+    push_via = None if spec.images.managed else lab.registry.host_address
+    cluster = Cluster(spec, lab_spec_file.parent, push_via=push_via)
     images = build.build_all(cluster.builder, spec.images.base, cluster.ca_bundle(), progress)
     ensure_front(lab, spec, images["haproxy"], state_dir, progress)
+    if spec.images.managed:
+        trust_managed_registry(lab, cluster, progress)
     result = bootstrap.up(cluster, progress)
     return LabCluster(lab_spec_file, result.url, lab.docker_host)
+
+
+def trust_managed_registry(lab: LabStatus, cluster: Cluster, progress: Progress) -> None:
+    """The operator's step for a managed registry, done by the lab: the line `registry trust`
+    prints, run as root in every lab machine and on this one (whose Docker pushes)."""
+    command = managed_registry.trust(cluster).command
+    host = host_client()
+    for node in lab.nodes:
+        progress(f"registry: {node.name} trusts the managed registry")
+        exit_code, output = host.containers.get(node.name).exec_run(["sh", "-c", command])
+        if exit_code != 0:
+            raise UserError(
+                f"{node.name} could not store the registry's CA ({output.decode().strip()}); "
+                "run `lab up` again."
+            )
+    progress("registry: this machine trusts the managed registry")
+    done = subprocess.run(["sh", "-c", command], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise UserError(
+            f"This machine could not store the registry's CA ({done.stderr.strip()}); "
+            "run `lab up` as root."
+        )
 
 
 def _prepare_media(shared: Path) -> None:
