@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from pretix_cluster import swarm
 from pretix_cluster.cluster import API_TOKEN_FILE, Cluster
-from pretix_cluster.daemons import patroni
+from pretix_cluster.daemons import nginx, patroni
 from pretix_cluster.errors import UserError
 from pretix_cluster.images import build, registry
 from pretix_cluster.render.stack import dump_stack
@@ -31,15 +31,20 @@ class UpResult:
     seconds: float
     admin_password_file: str
     api_token_file: str
+    # The local CA that issued the shop's certificate, for the operator to trust (else None).
+    local_ca_file: str | None
 
 
 def up(cluster: Cluster, progress: Progress) -> UpResult:
     started = time.monotonic()
-    client = cluster.client
     spec = cluster.spec
+    # The operator's certificate and key are checked before Docker is touched at all.
+    edge = cluster.edge_pair
+    client = cluster.client
     swarm.ensure_swarm(client, progress)
     swarm.refuse_foreign_stack(client, cluster.stack)
-    swarm.refuse_taken_port(client, cluster.stack, spec.nginx.port)
+    for port in nginx.published_ports(spec).values():
+        swarm.refuse_taken_port(client, cluster.stack, port)
     # Before anything is built or deployed: a spec the swarm cannot hold is refused here.
     nodes = swarm.nodes(client)
     placement = cluster.topology.placement(spec, nodes)
@@ -81,7 +86,13 @@ def up(cluster: Cluster, progress: Progress) -> UpResult:
         seconds=time.monotonic() - started,
         admin_password_file=str(cluster.secrets.path("pretix_admin_password")),
         api_token_file=str(cluster.secrets.path(API_TOKEN_FILE)),
+        local_ca_file=_local_ca_file(cluster) if edge is not None else None,
     )
+
+
+def _local_ca_file(cluster: Cluster) -> str | None:
+    """The CA file clients must trust when the tool issued the certificate itself."""
+    return None if cluster.spec.tls.certificate else cluster.shop_trust().ca_file
 
 
 def _postgres_shells(cluster: Cluster) -> Iterator[patroni.Shell]:

@@ -194,3 +194,9 @@ def _write_private(path: Path, data: bytes) -> None:
 
 def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
+
+
+def save_pair(pair: KeyPair, cert_path: Path, key_path: Path) -> None:
+    """Keep an issued pair: the key 0600, the certificate readable."""
+    _write_private(key_path, pair.key_pem)
+    cert_path.write_bytes(pair.cert_pem)

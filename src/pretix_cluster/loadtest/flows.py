@@ -24,7 +24,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-import ssl
 import time
 import uuid
 from collections import Counter
@@ -50,8 +49,6 @@ T_STEP, T_ASSET, T_PURCHASE, T_RETRY = "STEP", "ASSET", "PURCHASE", "RETRY"
 PURCHASE = "purchase"
 STEP_ASSETS = "event_assets"
 STEP_API_ORDER = "api_order"
-
-_SHARED_SSL = ssl.create_default_context()  # one context for all clients: no CA reload per buyer
 
 
 class Reporter(Protocol):
@@ -108,7 +105,8 @@ def make_client(cfg: RunConfig, *, pool: int = 10) -> httpx.Client:
         timeout=cfg.timeout_s,
         follow_redirects=False,
         headers=headers,
-        verify=_SHARED_SSL,
+        # One context per trust, shared by every buyer: no CA reload per client.
+        verify=cfg.trust().verify(),
         limits=httpx.Limits(max_connections=pool, max_keepalive_connections=pool),
     )
     retry_after = _RetryAfter()
