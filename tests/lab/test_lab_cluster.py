@@ -34,6 +34,7 @@ STATE = ROOT / ".state" / "pclab"
 LAB = "pclab"
 STACK = "pclab"
 PORT = 18580
+HTTP_PORT = 18590
 CHAOS = ("--users", "4", "--duration", "150", "--fault-at", "40", "--recover-timeout", "300")
 
 
@@ -51,10 +52,10 @@ def lab_env() -> dict[str, str]:
         {
             "cluster": {
                 "name": STACK,
-                "url": f"http://127.0.0.1:{PORT}",
+                "url": f"https://127.0.0.1:{PORT}",
                 "state_dir": str(STATE / "state"),
             },
-            "nginx": {"port": PORT},
+            "nginx": {"port": PORT, "http_port": HTTP_PORT},
         }
     )
     spec_file.write_text(spec_toml(spec))
@@ -94,6 +95,7 @@ def test_each_member_of_a_kind_runs_on_its_own_machine(lab_env):
 def test_a_ticket_bought_through_the_front_is_an_order(lab_env):
     cluster = lab_cluster(lab_env)
     shop = cluster.shop_info()
+    verify = cluster.shop_trust().verify()  # over HTTPS, trusting the local CA
     result = buy_ticket(
         cluster.spec.cluster.url,
         shop["organizer"],
@@ -102,8 +104,9 @@ def test_a_ticket_bought_through_the_front_is_an_order(lab_env):
         email="lab-buyer@example.org",
         name="Lab Buyer",
         timeout=120,
+        verify=verify,
     )
-    api = PretixApi(cluster.spec.local_url(), cluster.api_token(), shop["organizer"])
+    api = PretixApi(cluster.spec.local_url(), cluster.api_token(), shop["organizer"], verify=verify)
     order = api.order(shop["event"], result.order_code)
     assert order is not None and order["email"] == "lab-buyer@example.org"
 
