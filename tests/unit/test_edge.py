@@ -109,6 +109,8 @@ def test_only_the_unavailable_codes_are_replaced_by_the_503_page(raw):
     unavailable = block(shop, "location @unavailable ")
     assert f"add_header Retry-After {nginx.RETRY_AFTER_S} always;" in unavailable
     assert f"root {nginx.PAGES_DIR};" in unavailable
+    # What was replaced: a 500/502/504 on a POST may have acted, a plain 503 did not.
+    assert f"add_header {nginx.UPSTREAM_STATUS_HEADER} $upstream_status always;" in unavailable
 
 
 def test_api_clients_get_the_json_page_and_browsers_the_html_one():

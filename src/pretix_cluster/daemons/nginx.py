@@ -20,6 +20,10 @@ RETRY_AFTER_S = 30
 # pretix's 4xx pass unchanged.
 UNAVAILABLE_CODES = (500, 502, 503, 504)
 API_PREFIX = "/api/"
+# On the 503 page: what pretix (or the connection to it) answered, empty when no web
+# replica was reached. A client must not take a replaced 500/502/504 on a POST for a
+# plain "busy": the order may have been placed.
+UPSTREAM_STATUS_HEADER = "X-Upstream-Status"
 # The logical names of the files nginx mounts besides nginx.conf (render/configs.py).
 PAGE_HTML = "unavailable.html"
 PAGE_JSON = "unavailable.json"
@@ -48,6 +52,7 @@ def config_context(spec: ClusterSpec) -> dict[str, object]:
             "html": PAGE_HTML,
             "json": PAGE_JSON,
             "api_prefix": API_PREFIX,
+            "upstream_status_header": UPSTREAM_STATUS_HEADER,
         },
         "health_path": HEALTH_PATH,
         "live_path": LIVE_PATH,
