@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from pretix_cluster import swarm
 from pretix_cluster.cluster import API_TOKEN_FILE, Cluster
-from pretix_cluster.daemons import nginx, patroni
+from pretix_cluster.daemons import patroni
 from pretix_cluster.errors import UserError
 from pretix_cluster.images import build, registry
 from pretix_cluster.render.stack import dump_stack
@@ -43,8 +43,9 @@ def up(cluster: Cluster, progress: Progress) -> UpResult:
     client = cluster.client
     swarm.ensure_swarm(client, progress)
     swarm.refuse_foreign_stack(client, cluster.stack)
-    for port in nginx.published_ports(spec).values():
-        swarm.refuse_taken_port(client, cluster.stack, port)
+    swarm.refuse_taken_port(client, cluster.stack, spec.nginx.port)
+    if spec.tls_enabled:
+        swarm.refuse_taken_port(client, cluster.stack, spec.nginx.http_port, "[nginx] http_port")
     # Before anything is built or deployed: a spec the swarm cannot hold is refused here.
     nodes = swarm.nodes(client)
     placement = cluster.topology.placement(spec, nodes)
