@@ -31,17 +31,23 @@ class UpResult:
     seconds: float
     admin_password_file: str
     api_token_file: str
+    # The local CA that issued the shop's certificate, for the operator to trust (else None).
+    local_ca_file: str | None
     # The managed registry's one line for each node (also `registry trust`); None without one.
     registry_trust: str | None = None
 
 
 def up(cluster: Cluster, progress: Progress) -> UpResult:
     started = time.monotonic()
-    client = cluster.client
     spec = cluster.spec
+    # The operator's certificate and key are checked before Docker is touched at all.
+    edge = cluster.edge_pair
+    client = cluster.client
     swarm.ensure_swarm(client, progress)
     swarm.refuse_foreign_stack(client, cluster.stack)
     swarm.refuse_taken_port(client, cluster.stack, spec.nginx.port)
+    if spec.tls_enabled:
+        swarm.refuse_taken_port(client, cluster.stack, spec.nginx.http_port, "[nginx] http_port")
     # Before anything is built or deployed: a spec the swarm cannot hold is refused here.
     nodes = swarm.nodes(client)
     placement = cluster.topology.placement(spec, nodes)
@@ -95,8 +101,14 @@ def up(cluster: Cluster, progress: Progress) -> UpResult:
         seconds=time.monotonic() - started,
         admin_password_file=str(cluster.secrets.path("pretix_admin_password")),
         api_token_file=str(cluster.secrets.path(API_TOKEN_FILE)),
+        local_ca_file=_local_ca_file(cluster) if edge is not None else None,
         registry_trust=managed.trust_command if managed is not None else None,
     )
+
+
+def _local_ca_file(cluster: Cluster) -> str | None:
+    """The CA file clients must trust when the tool issued the certificate itself."""
+    return None if cluster.spec.tls.certificate else cluster.shop_trust().ca_file
 
 
 def _postgres_shells(cluster: Cluster) -> Iterator[patroni.Shell]:

@@ -72,7 +72,7 @@ def init(
         raw["cluster"]["name"] = name
     if port:
         raw["nginx"]["port"] = port
-        raw["cluster"]["url"] = f"http://127.0.0.1:{port}"
+        raw["cluster"]["url"] = f"https://127.0.0.1:{port}"
     spec_file.write_text(spec_toml(parse_spec(raw, origin="options")))
     console.print(f"wrote {spec_file}")
 
@@ -125,6 +125,8 @@ def up(
     out.print(f"[bold green]pretix is up[/] at {result.url}  ({result.seconds:.0f} s)")
     out.print(f"admin: admin@localhost, password in {result.admin_password_file}")
     out.print(f"API token in {result.api_token_file}")
+    if result.local_ca_file:
+        out.print(f"certificate issued by the local CA {result.local_ca_file}: trust that file")
     if result.registry_trust is not None:
         out.print("every node trusts the managed registry once this ran there as root:")
         # Raw: the line must stay one line, unwrapped, to be copied.

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import docker
 
-from pretix_cluster import swarm
+from pretix_cluster import shop_tls, swarm
 from pretix_cluster.errors import UserError
 from pretix_cluster.images import build
 from pretix_cluster.images.registry import as_pulled
@@ -20,6 +20,7 @@ from pretix_cluster.render.stack import dump_stack
 from pretix_cluster.render.topology import HA, Topology
 from pretix_cluster.secrets import PROVIDED_NAMES, SecretStore
 from pretix_cluster.spec import ClusterSpec, load_spec
+from pretix_cluster.tls import KeyPair
 
 API_TOKEN_FILE = "pretix_api_token"
 # Not secret: where the demo shop is (slugs, ids); read by tests and load tests.
@@ -72,7 +73,16 @@ class Cluster:
                     f'[media] kind = "s3" needs the bucket\'s credentials: write them to '
                     f"{where} (mode 0600, one value each), then run the command again."
                 )
-        return self.topology.files(self.spec, values)
+        return self.topology.files(self.spec, values, self.edge_pair)
+
+    @cached_property
+    def edge_pair(self) -> KeyPair | None:
+        """nginx's certificate and key (None: an http URL); an unusable one is a UserError."""
+        return shop_tls.edge_pair(self.spec, self.spec_dir)
+
+    def shop_trust(self) -> shop_tls.ShopTrust:
+        """What this machine's clients verify the shop's certificate against."""
+        return shop_tls.ShopTrust.of(self.spec, self.spec_dir)
 
     def images(self) -> build.ImageSet:
         """The names the stack runs: this machine's tags, or the registry's when there is one."""

@@ -35,8 +35,9 @@ class ClusterSection(_Section):
         description="Swarm stack name; every Docker object of the cluster starts with it",
     )
     url: str = Field(
-        "http://127.0.0.1:8080",
-        description="the shop's public URL; pretix rejects requests for any other host",
+        "https://127.0.0.1:8080",
+        description="the shop's public URL; pretix rejects requests for any other host. "
+        "https: nginx serves TLS ([tls]); http: plain HTTP (TLS ends in front of it)",
     )
     state_dir: str = Field(
         ".pretix-cluster",
@@ -56,9 +57,42 @@ class ClusterSection(_Section):
 
 class NginxSection(_Section):
     port: int = Field(
-        8080, ge=1, le=65535, description="the only published port: the shop, on every entry node"
+        8080, ge=1, le=65535, description="the shop's published port, on every entry node"
+    )
+    http_port: int = Field(
+        8088,
+        ge=1,
+        le=65535,
+        description="with an https URL: plain HTTP, answered with a redirect to the shop",
     )
     memory: MemorySize = Field("64M", description=MEMORY_HELP)
+
+
+class TlsSection(_Section):
+    """The shop's certificate (an https URL only); none given: the tool's local CA issues one."""
+
+    certificate: str = Field(
+        "",
+        description="PEM certificate (leaf first, then the chain), relative to this file; "
+        "empty: issued by the local CA in the state folder (tls/ca.pem, for clients to trust)",
+    )
+    key: str = Field("", description="the certificate's PEM private key (unencrypted)")
+    ca_file: str = Field(
+        "",
+        description="the CA bundle this machine's clients trust for the operator's "
+        "certificate; empty: the system's",
+    )
+    hsts_max_age: int = Field(
+        31536000, ge=0, description="Strict-Transport-Security max-age (s); 0: no HSTS header"
+    )
+
+    @model_validator(mode="after")
+    def _certificate_with_key(self) -> TlsSection:
+        if bool(self.certificate) != bool(self.key):
+            raise ValueError("certificate and key go together: give both or neither")
+        if self.ca_file and not self.certificate:
+            raise ValueError("ca_file is for an operator's certificate: give certificate and key")
+        return self
 
 
 class WebSection(_Section):
@@ -279,6 +313,8 @@ class Ports:
     haproxy_health: int = 8405
     web: int = 8000
     nginx: int = 8080
+    # With TLS: nginx's plain HTTP server (redirects, and the health check's /nginx-health).
+    nginx_http: int = 8081
 
 
 PORTS = Ports()
@@ -314,6 +350,7 @@ def _numbered(prefix: str, count: int) -> list[str]:
 class ClusterSpec(_Section):
     cluster: ClusterSection = ClusterSection()
     nginx: NginxSection = NginxSection()
+    tls: TlsSection = TlsSection()
     web: WebSection = WebSection()
     worker: WorkerSection = WorkerSection()
     cron: CronSection = CronSection()
@@ -389,9 +426,20 @@ class ClusterSpec(_Section):
         path = Path(self.cluster.state_dir)
         return path if path.is_absolute() else spec_dir / path
 
+    @property
+    def tls_enabled(self) -> bool:
+        """An https URL: nginx terminates TLS and redirects its HTTP port there."""
+        return urlsplit(self.cluster.url).scheme == "https"
+
     def local_url(self) -> str:
         """Where this machine reaches nginx: the published port on loopback."""
-        return f"http://127.0.0.1:{self.nginx.port}"
+        return f"{urlsplit(self.cluster.url).scheme}://127.0.0.1:{self.nginx.port}"
+
+    @model_validator(mode="after")
+    def _edge_ports_differ(self) -> ClusterSpec:
+        if self.tls_enabled and self.nginx.http_port == self.nginx.port:
+            raise ValueError("[nginx] http_port must differ from port (the HTTPS port)")
+        return self
 
 
 def spec_toml(spec: ClusterSpec | None = None) -> str:

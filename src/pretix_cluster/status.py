@@ -97,7 +97,7 @@ def haproxy_view(
 
 
 def healthcheck(cluster: Cluster, timeout: float = 10) -> pretix.HealthCheck:
-    return pretix.probe_health(cluster.spec, timeout)
+    return pretix.probe_health(cluster.spec, cluster.shop_trust().verify(), timeout)
 
 
 # --- the verdict -------------------------------------------------------------------------

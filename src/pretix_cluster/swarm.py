@@ -114,8 +114,10 @@ def refuse_foreign_stack(client: docker.DockerClient, stack: str) -> None:
         )
 
 
-def refuse_taken_port(client: docker.DockerClient, stack: str, port: int) -> None:
-    """The shop port must be free, unless our own stack already publishes it."""
+def refuse_taken_port(
+    client: docker.DockerClient, stack: str, port: int, setting: str = "[nginx] port"
+) -> None:
+    """A port to publish must be free, unless our own stack already publishes it."""
     for service in client.services.list():
         # Host-mode ports are only in the spec; ingress ones in both places.
         ports = service.attrs["Spec"].get("EndpointSpec", {}).get("Ports", []) or []
@@ -124,7 +126,7 @@ def refuse_taken_port(client: docker.DockerClient, stack: str, port: int) -> Non
                 return
             raise UserError(
                 f"Port {port} is already published by the Docker service {service.name}; "
-                "set another [nginx] port in cluster.toml."
+                f"set another {setting} in cluster.toml."
             )
     if is_remote():
         return  # the port is the nodes', not this machine's: Swarm refuses a clash itself
@@ -135,7 +137,7 @@ def refuse_taken_port(client: docker.DockerClient, stack: str, port: int) -> Non
         except OSError:
             raise UserError(
                 f"Port {port} is in use by another program on this machine; "
-                "stop it or set another [nginx] port in cluster.toml."
+                f"stop it or set another {setting} in cluster.toml."
             ) from None
 
 

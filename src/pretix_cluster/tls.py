@@ -83,6 +83,11 @@ class LocalCA:
             .add_extension(x509.SubjectAlternativeName(_alt_names(hosts)), critical=False)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            # Key identifiers: strict verifiers (X509_STRICT, RFC 5280 profiles) require them.
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
+            )
             .sign(ca_key, hashes.SHA256())
         )
         return KeyPair(
@@ -155,6 +160,7 @@ def _self_signed_ca(common_name: str) -> KeyPair:
             ),
             critical=True,
         )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
         .sign(key, hashes.SHA256())
     )
     return KeyPair(cert.public_bytes(serialization.Encoding.PEM), _key_pem(key))
@@ -192,3 +198,9 @@ def _write_private(path: Path, data: bytes) -> None:
 
 def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
+
+
+def save_pair(pair: KeyPair, cert_path: Path, key_path: Path) -> None:
+    """Keep an issued pair: the key 0600, the certificate readable."""
+    _write_private(key_path, pair.key_pem)
+    cert_path.write_bytes(pair.cert_pem)

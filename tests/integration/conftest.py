@@ -26,6 +26,7 @@ __all__ = ["cli"]
 STATE = ROOT / ".state" / "pctest"
 TEST_STACK = "pctest"
 TEST_PORT = 18480
+TEST_HTTP_PORT = 18490
 
 
 EXISTING_SPEC = os.environ.get("PCTEST_SPEC")
@@ -41,10 +42,11 @@ def spec_file() -> Path:
         {
             "cluster": {
                 "name": TEST_STACK,
-                "url": f"http://127.0.0.1:{TEST_PORT}",
+                # HTTPS with a certificate from the local CA in the state folder.
+                "url": f"https://127.0.0.1:{TEST_PORT}",
                 "state_dir": str(STATE / "state"),
             },
-            "nginx": {"port": TEST_PORT},
+            "nginx": {"port": TEST_PORT, "http_port": TEST_HTTP_PORT},
         }
     )
     path.write_text(spec_toml(spec))

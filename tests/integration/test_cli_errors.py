@@ -9,6 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from pretix_cluster.tls import LocalCA
+from tests.unit.test_tls import expired_pair
+
 from .conftest import cli
 
 pytestmark = pytest.mark.integration
@@ -75,3 +78,51 @@ def test_a_foreign_stack_of_the_same_name_is_not_touched(tmp_path):
         assert len(services) == 1
     finally:
         subprocess.run(["docker", "stack", "rm", "pcforeign"], capture_output=True, check=False)
+
+
+def tls_spec(tmp_path: Path, **tls: str) -> Path:
+    lines = "".join(f'{key} = "{value}"\n' for key, value in tls.items())
+    return write(
+        tmp_path,
+        '[cluster]\nname = "pctls"\nurl = "https://127.0.0.1:18498"\n'
+        f"[nginx]\nport = 18498\nhttp_port = 18497\n[tls]\n{lines}",
+    )
+
+
+def operator_files(tmp_path: Path, expired: bool = False) -> tuple[Path, Path, Path]:
+    """A certificate, a key of another certificate, and the CA that issued both."""
+    ca = LocalCA.ensure(tmp_path / "ca")
+    pair = expired_pair() if expired else ca.issue(["127.0.0.1"])
+    cert, key, other_key = tmp_path / "shop.pem", tmp_path / "shop.key", tmp_path / "other.key"
+    cert.write_bytes(pair.cert_pem)
+    key.write_bytes(pair.key_pem)
+    other_key.write_bytes(ca.issue(["127.0.0.1"]).key_pem)
+    return cert, key, other_key
+
+
+def assert_nothing_deployed(stack: str) -> None:
+    services = subprocess.run(
+        ["docker", "stack", "services", "-q", stack], capture_output=True, text=True, check=False
+    ).stdout.split()
+    assert services == []
+
+
+def test_a_certificate_that_does_not_match_its_key_deploys_nothing(tmp_path):
+    cert, _, other_key = operator_files(tmp_path)
+    spec = tls_spec(tmp_path, certificate=str(cert), key=str(other_key))
+    assert_user_error(cli("up", spec_file=spec, check=False), "does not belong to the certificate")
+    assert_nothing_deployed("pctls")
+
+
+def test_an_expired_certificate_deploys_nothing(tmp_path):
+    cert, key, _ = operator_files(tmp_path, expired=True)
+    spec = tls_spec(tmp_path, certificate=str(cert), key=str(key))
+    assert_user_error(cli("up", spec_file=spec, check=False), "expired on")
+    assert_nothing_deployed("pctls")
+
+
+def test_a_ca_file_that_does_not_exist_deploys_nothing(tmp_path):
+    operator_files(tmp_path)  # relative to the spec file, as an operator writes them
+    spec = tls_spec(tmp_path, certificate="shop.pem", key="shop.key", ca_file="no-ca.pem")
+    assert_user_error(cli("up", spec_file=spec, check=False), "no-ca.pem does not exist")
+    assert_nothing_deployed("pctls")

@@ -22,10 +22,13 @@ from .conftest import cli
 pytestmark = pytest.mark.integration
 
 
-def get_through_nginx(cluster: Cluster, path: str) -> httpx.Response:
-    """The published port on loopback, with the Host header pretix expects."""
+def get_through_nginx(cluster: Cluster, path: str, timeout: float = 10) -> httpx.Response:
+    """The published port on loopback, with the Host header pretix expects, verified TLS."""
     return httpx.get(
-        cluster.spec.local_url() + path, headers={"Host": cluster.spec.shop_netloc}, timeout=10
+        cluster.spec.local_url() + path,
+        headers={"Host": cluster.spec.shop_netloc},
+        timeout=timeout,
+        verify=cluster.shop_trust().verify(),
     )
 
 
@@ -55,6 +58,7 @@ def buy(cluster: Cluster, buyer: str, timeout: float = 60) -> PurchaseResult:
         email=f"{buyer}@example.org",
         name=f"Buyer {buyer}",
         timeout=timeout,
+        verify=cluster.shop_trust().verify(),
     )
 
 
@@ -62,7 +66,10 @@ def test_a_ticket_bought_in_the_shop_is_an_order_in_the_api(cluster: Cluster):
     buyer = uuid.uuid4().hex[:10]
     result = buy(cluster, buyer)
     shop = cluster.shop_info()
-    with PretixApi(cluster.spec.cluster.url, cluster.api_token(), shop["organizer"]) as api:
+    verify = cluster.shop_trust().verify()
+    with PretixApi(
+        cluster.spec.cluster.url, cluster.api_token(), shop["organizer"], verify=verify
+    ) as api:
         order = api.order(shop["event"], result.order_code)
     assert order is not None
     assert order["email"] == f"{buyer}@example.org"
@@ -114,6 +121,8 @@ def test_no_secret_value_appears_in_docker_inspect(cluster: Cluster):
     # get, not ensure_all: a wrong state folder must fail here, not invent fresh values.
     values = {name: cluster.secrets.get(name) for name in SECRET_NAMES}
     values["api_token"] = cluster.api_token()
+    if cluster.edge_pair is not None:
+        values["tls_key"] = cluster.edge_pair.key_pem.decode()
     of_the_stack = {"label": f"com.docker.stack.namespace={cluster.stack}"}
     containers = [c.id for c in cluster.client.containers.list(filters=of_the_stack)]
     services = [s.id for s in cluster.client.services.list(filters=of_the_stack)]
@@ -156,7 +165,7 @@ ADMIN_EMAIL = "admin@localhost"  # the backend user that `up` gives the generate
 def log_in(cluster: Cluster, password: str) -> tuple[httpx.Response, httpx.Response]:
     """Post pretix's backend login form; its answer, then /control/ in the same session."""
     url = cluster.spec.cluster.url
-    with httpx.Client(base_url=url, timeout=20) as client:
+    with httpx.Client(base_url=url, timeout=20, verify=cluster.shop_trust().verify()) as client:
         form = client.get("/control/login")
         assert form.status_code == 200
         answer = client.post(
@@ -164,11 +173,17 @@ def log_in(cluster: Cluster, password: str) -> tuple[httpx.Response, httpx.Respo
             data={
                 "email": ADMIN_EMAIL,
                 "password": password,
-                "csrfmiddlewaretoken": client.cookies["pretix_csrftoken"],
+                "csrfmiddlewaretoken": csrf_cookie(client),
             },
             headers={"Referer": url + "/control/login"},
         )
         return answer, client.get("/control/")
+
+
+def csrf_cookie(client: httpx.Client) -> str:
+    """pretix's CSRF cookie; over HTTPS it is named __Host-pretix_csrftoken (secure only)."""
+    secure = urlsplit(str(client.base_url)).scheme == "https"
+    return client.cookies[("__Host-" if secure else "") + "pretix_csrftoken"]
 
 
 def test_the_admin_logs_in_with_the_generated_password_and_not_the_default(cluster: Cluster):
@@ -188,7 +203,7 @@ def api_list(cluster: Cluster, path: str) -> list[dict]:
     url = f"{cluster.spec.cluster.url}/api/v1/organizers/{shop['organizer']}/{path}"
     results = []
     while url:
-        page = httpx.get(url, headers=headers, timeout=20)
+        page = httpx.get(url, headers=headers, timeout=20, verify=cluster.shop_trust().verify())
         page.raise_for_status()
         results += page.json()["results"]
         url = page.json()["next"]

@@ -11,6 +11,8 @@ from pathlib import Path
 from pretix_cluster.spec import parse_spec, spec_toml
 from tests.commandline import cli
 
+HTTP_PORT_OFFSET = 10
+
 
 def lab_command(name: str, *args: str, env: dict | None = None, check: bool = True):
     return cli("lab", *args, "--name", name, check=check, timeout=2400, env=env)
@@ -18,8 +20,9 @@ def lab_command(name: str, *args: str, env: dict | None = None, check: bool = Tr
 
 @contextlib.contextmanager
 def deployed_lab(name: str, port: int, state: Path, sections: dict | None = None) -> Iterator[dict]:
-    """`lab up --nodes 3` of a spec (stack and lab ``name``, shop ``port``, more ``sections``);
-    yields the environment `lab env` gives; always `lab down --purge` (unless PCTEST_KEEP)."""
+    """`lab up --nodes 3` of a spec (stack and lab ``name``, the shop over HTTPS on ``port``,
+    its redirect on ``port`` + 10, more ``sections``); yields the environment `lab env`
+    gives; always `lab down --purge` (unless PCTEST_KEEP)."""
     shutil.rmtree(state, ignore_errors=True)
     state.mkdir(parents=True)
     spec_file = state / "cluster.toml"
@@ -27,10 +30,10 @@ def deployed_lab(name: str, port: int, state: Path, sections: dict | None = None
         {
             "cluster": {
                 "name": name,
-                "url": f"http://127.0.0.1:{port}",
+                "url": f"https://127.0.0.1:{port}",
                 "state_dir": str(state / "state"),
             },
-            "nginx": {"port": port},
+            "nginx": {"port": port, "http_port": port + HTTP_PORT_OFFSET},
         }
         | (sections or {})
     )

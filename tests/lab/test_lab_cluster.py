@@ -62,6 +62,7 @@ def test_each_member_of_a_kind_runs_on_its_own_machine(lab_env):
 def test_a_ticket_bought_through_the_front_is_an_order(lab_env):
     cluster = lab_cluster(lab_env)
     shop = cluster.shop_info()
+    verify = cluster.shop_trust().verify()  # over HTTPS, trusting the local CA
     result = buy_ticket(
         cluster.spec.cluster.url,
         shop["organizer"],
@@ -70,8 +71,9 @@ def test_a_ticket_bought_through_the_front_is_an_order(lab_env):
         email="lab-buyer@example.org",
         name="Lab Buyer",
         timeout=120,
+        verify=verify,
     )
-    api = PretixApi(cluster.spec.local_url(), cluster.api_token(), shop["organizer"])
+    api = PretixApi(cluster.spec.local_url(), cluster.api_token(), shop["organizer"], verify=verify)
     order = api.order(shop["event"], result.order_code)
     assert order is not None and order["email"] == "lab-buyer@example.org"
 

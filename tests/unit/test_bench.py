@@ -28,7 +28,7 @@ from pretix_cluster.loadtest.summary import (
 from pretix_cluster.render.stack import dump_stack
 from pretix_cluster.render.topology import HA, SINGLE_NODE, single_node_spec
 from pretix_cluster.secrets import SecretStore
-from pretix_cluster.spec import ClusterSpec, parse_spec
+from pretix_cluster.spec import ClusterSpec, TlsSection, parse_spec
 
 IMAGES = ImageSet({c: f"pretix-cluster/{c}:unit" for c in COMPONENTS})
 
@@ -82,7 +82,8 @@ def test_docker_stack_config_accepts_the_baseline(stack, tmp_path):
 def test_name_port_url_and_state_derive_from_the_spec(spec, base, tmp_path):
     assert base.stack == "shop-base"
     assert base.nginx.port == spec.nginx.port + 1
-    assert base.cluster.url == f"http://127.0.0.1:{spec.nginx.port + 1}"
+    assert base.cluster.url == f"https://127.0.0.1:{spec.nginx.port + 1}"
+    assert base.nginx.http_port == spec.nginx.http_port + 1
     assert base.state_path(Path("/elsewhere")) == tmp_path / "baseline"
     explicit = spec.model_copy(
         update={"bench": spec.bench.model_copy(update={"baseline_port": 9500})}
@@ -90,10 +91,25 @@ def test_name_port_url_and_state_derive_from_the_spec(spec, base, tmp_path):
     assert single_node_spec(explicit, tmp_path).nginx.port == 9500
 
 
-def test_only_nginx_publishes_the_baseline_port(stack, base):
+def test_the_baseline_edge_is_the_clusters_tls_or_not(spec, tmp_path):
+    plain = spec.model_copy(
+        update={"cluster": spec.cluster.model_copy(update={"url": "http://tickets.example.org"})}
+    )
+    assert single_node_spec(plain, tmp_path).cluster.url.startswith("http://127.0.0.1:")
+    # The operator's certificate names the public host: the baseline's comes from its local CA.
+    operator = spec.model_copy(
+        update={"tls": TlsSection(certificate="shop.pem", key="shop.key", hsts_max_age=60)}
+    )
+    assert single_node_spec(operator, tmp_path).tls == TlsSection(hsts_max_age=60)
+
+
+def test_only_nginx_publishes_the_baseline_ports(stack, base):
     published = {name: s["ports"] for name, s in stack["services"].items() if s.get("ports")}
     assert list(published) == ["nginx"]
-    assert published["nginx"][0]["published"] == base.nginx.port
+    assert [p["published"] for p in published["nginx"]] == [
+        base.nginx.port,
+        base.nginx.http_port,
+    ]
 
 
 def test_one_pretix_container_runs_web_and_worker_with_the_clusters_settings(stack, spec):

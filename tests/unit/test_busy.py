@@ -11,6 +11,7 @@ from pretix_cluster.loadtest.busy import (
     classify_api_answer,
     classify_shop_error,
     parse_retry_after,
+    parse_upstream_status,
 )
 from pretix_cluster.loadtest.buyer import STEP_CART_ADD, STEP_CONFIRM, ShopError, refusal
 from pretix_cluster.loadtest.config import RetryPolicy
@@ -117,3 +118,21 @@ def test_retry_after_parsing():
     assert parse_retry_after("-3") == 0.0
     assert parse_retry_after(None) is None
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") is None
+
+
+@pytest.mark.parametrize(
+    ("header", "kind", "retried_on_a_post"),
+    [
+        ("500", "http_500", False),
+        ("502", "gateway_502", False),
+        ("502, 504", "gateway_504", False),
+        ("503", "busy_http_503", True),
+        (None, "busy_http_503", True),  # no web replica reached: nothing acted
+    ],
+)
+def test_the_edges_503_page_is_judged_by_the_answer_it_replaced(header, kind, retried_on_a_post):
+    err = ShopError(STEP_CONFIRM, "POST failed: ''", status=503)
+    replaced = parse_upstream_status(header)
+    v = classify_shop_error(err, idempotent=False, replaced=replaced)
+    assert (v.kind, v.retryable) == (kind, retried_on_a_post)
+    assert classify_shop_error(err, idempotent=True, replaced=replaced).retryable

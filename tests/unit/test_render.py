@@ -19,6 +19,7 @@ from pretix_cluster.render.stack import dump_stack
 from pretix_cluster.render.topology import HA
 from pretix_cluster.secrets import SecretStore
 from pretix_cluster.spec import PORTS, ClusterSpec
+from pretix_cluster.tls import LocalCA
 
 
 @pytest.fixture
@@ -32,8 +33,13 @@ def spec():
 
 
 @pytest.fixture
-def files(spec, values):
-    return HA.files(spec, values)
+def edge(tmp_path):
+    return LocalCA.ensure(tmp_path / "tls").issue(["127.0.0.1"])
+
+
+@pytest.fixture
+def files(spec, values, edge):
+    return HA.files(spec, values, edge)
 
 
 @pytest.fixture
@@ -81,10 +87,13 @@ def _fake_values():
     return {name: f"value-of-{name}" for name in SECRET_NAMES}
 
 
-def test_only_nginx_publishes_a_port(stack, spec):
+def test_only_nginx_publishes_ports_the_shops_and_the_redirecting_http_port(stack, spec):
     published = {name: s["ports"] for name, s in stack["services"].items() if s.get("ports")}
     assert list(published) == ["nginx"]
-    assert published["nginx"][0]["published"] == spec.nginx.port
+    assert [(p["target"], p["published"]) for p in published["nginx"]] == [
+        (PORTS.nginx, spec.nginx.port),
+        (PORTS.nginx_http, spec.nginx.http_port),
+    ]
 
 
 def test_backing_services_are_not_on_the_front_network(stack, spec):
@@ -97,9 +106,9 @@ def test_web_rolls_start_first(stack):
     assert stack["services"]["web"]["deploy"]["update_config"]["order"] == "start-first"
 
 
-def test_no_secret_value_in_the_stack_or_in_non_secret_files(stack, files, values):
+def test_no_secret_value_in_the_stack_or_in_non_secret_files(stack, files, values, edge):
     rendered = dump_stack(stack) + "".join(f.content for f in files.values() if not f.secret)
-    for name, value in values.items():
+    for name, value in (values | {"tls key": edge.key_pem.decode()}).items():
         assert value not in rendered, name
 
 
@@ -108,7 +117,8 @@ def test_secret_files_carry_the_values_they_need(files, values):
     assert values["pg_pretix_password"] in files["pretix.cfg"].content
     assert values["pg_superuser_password"] in files["patroni.yml"].content
     assert values["redis_password"] in files["haproxy.cfg"].content
-    assert all(f.secret for name, f in files.items() if name != "nginx.conf")
+    public = {name for name, f in files.items() if not f.secret}
+    assert public == {"nginx.conf", "unavailable.html", "unavailable.json"}
 
 
 def test_patroni_config_is_yaml_with_synchronous_mode(files):
@@ -218,7 +228,8 @@ def test_every_port_a_container_reads_from_its_environment_is_the_spec_port(stac
         spec.redis_nodes[0]: {"REDIS_PORT": PORTS.redis, "SENTINEL_PORT": PORTS.sentinel},
         "haproxy": {"HAPROXY_HEALTH_PORT": PORTS.haproxy_health},
         "web": {"PRETIX_WEB_PORT": PORTS.web},
-        "nginx": {"NGINX_LISTEN_PORT": PORTS.nginx},
+        # With TLS the health check asks the plain HTTP server.
+        "nginx": {"NGINX_LISTEN_PORT": PORTS.nginx_http},
     }
     for name, ports in expected.items():
         env = services[name]["environment"]

@@ -6,6 +6,7 @@ request through the one entry point can reach everything it needs.
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,11 +79,16 @@ class HealthCheck:
         return {"url": self.url} | answer
 
 
-def probe_health(spec: ClusterSpec, timeout: float = 10) -> HealthCheck:
-    """The health check through nginx on this machine, with the shop's Host header."""
+def probe_health(spec: ClusterSpec, verify: ssl.SSLContext, timeout: float = 10) -> HealthCheck:
+    """The health check through nginx on this machine, with the shop's Host header.
+
+    `verify`: the shop's trust (:meth:`pretix_cluster.shop_tls.ShopTrust.verify`).
+    """
     url = spec.local_url() + HEALTH_PATH
     try:
-        response = httpx.get(url, headers={"Host": spec.shop_netloc}, timeout=timeout)
+        response = httpx.get(
+            url, headers={"Host": spec.shop_netloc}, timeout=timeout, verify=verify
+        )
         return HealthCheck(url, status=response.status_code)
     except httpx.HTTPError as exc:
         return HealthCheck(url, error=str(exc)[:120])

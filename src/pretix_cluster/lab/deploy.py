@@ -126,11 +126,14 @@ def _prepare_media(shared: Path) -> None:
     os.chown(media, uid, uid)
 
 
-def front_config(lab: LabStatus, port: int) -> str:
+def front_config(lab: LabStatus, spec: ClusterSpec) -> str:
+    # With TLS the shop's port speaks only TLS; /nginx-health is on the plain HTTP port.
+    check_port = spec.nginx.http_port if spec.tls_enabled else spec.nginx.port
     return template(
         FRONT_CONFIG,
         False,
-        port=port,
+        port=spec.nginx.port,
+        check_port=check_port,
         health_port=FRONT_HEALTH_PORT,
         nginx_health_path=NGINX_HEALTH_PATH,
         nodes=lab.nodes,
@@ -143,7 +146,7 @@ def ensure_front(
     """The front container on this machine's daemon: 127.0.0.1:<shop port> -> entry nodes."""
     names = LabNames.checked(lab.name)
     host = host_client()
-    config = front_config(lab, spec.nginx.port)
+    config = front_config(lab, spec)
     config_file = state_dir / FRONT_CONFIG
     name = f"{lab.name}-front"
     current = _front(host, names)

@@ -11,7 +11,10 @@ short *kind* for the report; a purchase fails only when a step finally fails.
 Retrying a POST is safe only when the server certainly did not act on it: a
 busy answer, or a connection that was never established. A timeout or a 502
 on the order placement might have created the order, so it is final (and the
-accounting then explains the resulting "unacknowledged" order).
+accounting then explains the resulting "unacknowledged" order). The edge shows
+its 503 page for pretix's 500 and its own 502/504 too; the status it replaced
+(``X-Upstream-Status``) decides then, and a 503 without one (no web replica
+reached) is busy.
 """
 
 from __future__ import annotations
@@ -37,13 +40,19 @@ class Verdict:
     retryable: bool  # may be retried for this step at all
 
 
-def classify_shop_error(err: ShopError, *, idempotent: bool) -> Verdict:
-    """Kind of a failed shop step; ``idempotent`` for GETs and re-submittable forms."""
+def classify_shop_error(
+    err: ShopError, *, idempotent: bool, replaced: int | None = None
+) -> Verdict:
+    """Kind of a failed shop step; ``idempotent`` for GETs and re-submittable forms.
+
+    ``replaced``: the upstream status behind the edge's 503 page, if it names one.
+    """
     if isinstance(err, SoldOutError):
         return Verdict("sold_out", busy=False, retryable=False)
     text = err.message or ""
-    if err.status in BUSY_STATUSES:
-        return Verdict(f"busy_http_{err.status}", busy=True, retryable=True)
+    status = replaced if err.status == 503 and replaced else err.status
+    if status in BUSY_STATUSES:
+        return Verdict(f"busy_http_{status}", busy=True, retryable=True)
     if _BUSY_TEXT.search(text):
         return Verdict("busy_task", busy=True, retryable=True)
     if text.startswith(_CONNECT_ERRORS):
@@ -52,12 +61,12 @@ def classify_shop_error(err: ShopError, *, idempotent: bool) -> Verdict:
         return Verdict("timeout", busy=False, retryable=idempotent)
     if "async task not ready" in text:
         return Verdict("task_timeout", busy=False, retryable=False)
-    if err.status in GATEWAY_STATUSES:
-        return Verdict(f"gateway_{err.status}", busy=False, retryable=idempotent)
-    if err.status is not None and err.status >= 500:
-        return Verdict(f"http_{err.status}", busy=False, retryable=idempotent)
-    if err.status is not None:
-        return Verdict(f"http_{err.status}", busy=False, retryable=False)
+    if status in GATEWAY_STATUSES:
+        return Verdict(f"gateway_{status}", busy=False, retryable=idempotent)
+    if status is not None and status >= 500:
+        return Verdict(f"http_{status}", busy=False, retryable=idempotent)
+    if status is not None:
+        return Verdict(f"http_{status}", busy=False, retryable=False)
     return Verdict(f"{err.step}_error", busy=False, retryable=False)
 
 
@@ -98,6 +107,12 @@ class Backoff:
             return None
         self.spent += wait
         return wait
+
+
+def parse_upstream_status(value: str | None) -> int | None:
+    """The last status in nginx's ``$upstream_status`` ("502, 504" after a retry), if any."""
+    found = re.findall(r"[0-9]{3}", value or "")
+    return int(found[-1]) if found else None
 
 
 def parse_retry_after(value: str | None) -> float | None:

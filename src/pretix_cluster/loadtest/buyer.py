@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import re
+import ssl
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -152,6 +153,7 @@ class ShopSession:
         poll_interval: float = 0.25,
         poll_timeout: float = 120.0,
         client: httpx.Client | None = None,
+        verify: ssl.SSLContext | bool = True,
     ):
         self.base_url = base_url.rstrip("/")
         self.event_url = f"{self.base_url}/{organizer}/{event}/"
@@ -159,7 +161,10 @@ class ShopSession:
         self.poll_timeout = poll_timeout
         self._own_client = client is None
         self.client = client or httpx.Client(
-            timeout=timeout, follow_redirects=False, headers={"User-Agent": USER_AGENT}
+            timeout=timeout,
+            follow_redirects=False,
+            headers={"User-Agent": USER_AGENT},
+            verify=verify,
         )
         u = urlsplit(self.base_url)
         self.origin = f"{u.scheme}://{u.netloc}"  # pretix checks it against the Host it got
@@ -435,13 +440,16 @@ def buy_ticket(
     timeout: float = 30.0,
     payment_provider: str = "manual",
     client: httpx.Client | None = None,
+    verify: ssl.SSLContext | bool = True,
 ) -> PurchaseResult:
     """Buy one ticket like a browser does; returns the order code/secret and per-step timings.
 
     Raises :class:`ShopError` (or :class:`SoldOutError`) naming the failed step.
     """
     t0 = time.perf_counter()
-    with ShopSession(base_url, organizer, event, timeout=timeout, client=client) as s:
+    with ShopSession(
+        base_url, organizer, event, timeout=timeout, client=client, verify=verify
+    ) as s:
         s.open_event()
         s.add_to_cart(item_id)
         s.start_checkout()

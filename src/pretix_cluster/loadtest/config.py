@@ -15,6 +15,8 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
+from pretix_cluster.shop_tls import ShopTrust
+
 CONFIG_ENV = "PRETIX_CLUSTER_LOADTEST_CONFIG"
 
 Scenario = Literal["shop", "api"]
@@ -47,6 +49,9 @@ class RunConfig:
     pace_s: float  # a buyer slot starts a new purchase every pace_s seconds (constant pacing)
     token_file: str | None = None
     public_origin: str | None = None  # scheme://host of the shop URL, for Origin (CSRF)
+    # The shop's trust (shop_tls.ShopTrust): the CA file (None: the system's) and its name.
+    ca_file: str | None = None
+    server_name: str = "127.0.0.1"
     payment_provider: str = "manual"
     fetch_assets: bool = True
     timeout_s: float = 60.0
@@ -68,6 +73,9 @@ class RunConfig:
     @classmethod
     def read(cls, path: Path) -> RunConfig:
         return cls.from_dict(json.loads(path.read_text()))
+
+    def trust(self) -> ShopTrust:
+        return ShopTrust(self.ca_file, self.server_name)
 
     def api_token(self) -> str:
         if not self.token_file:

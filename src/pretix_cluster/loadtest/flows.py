@@ -24,7 +24,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-import ssl
 import time
 import uuid
 from collections import Counter
@@ -34,6 +33,7 @@ from urllib.parse import urljoin, urlsplit
 
 import httpx
 
+from pretix_cluster.daemons.nginx import UPSTREAM_STATUS_HEADER
 from pretix_cluster.loadtest import buyer
 from pretix_cluster.loadtest.busy import (
     Backoff,
@@ -41,6 +41,7 @@ from pretix_cluster.loadtest.busy import (
     classify_api_answer,
     classify_shop_error,
     parse_retry_after,
+    parse_upstream_status,
 )
 from pretix_cluster.loadtest.buyer import ShopError, ShopSession
 from pretix_cluster.loadtest.config import RunConfig
@@ -50,8 +51,6 @@ T_STEP, T_ASSET, T_PURCHASE, T_RETRY = "STEP", "ASSET", "PURCHASE", "RETRY"
 PURCHASE = "purchase"
 STEP_ASSETS = "event_assets"
 STEP_API_ORDER = "api_order"
-
-_SHARED_SSL = ssl.create_default_context()  # one context for all clients: no CA reload per buyer
 
 
 class Reporter(Protocol):
@@ -90,13 +89,16 @@ def attempt_of_email(email: str, run_id: str) -> str | None:
 
 
 class _RetryAfter:
-    """Remembers the last response's ``Retry-After`` (ShopError does not carry headers)."""
+    """Remembers the last response's ``Retry-After`` and the status the edge's 503 page
+    replaced (ShopError does not carry headers)."""
 
     def __init__(self) -> None:
         self.value: float | None = None
+        self.replaced: int | None = None
 
     def hook(self, response: httpx.Response) -> None:
         self.value = parse_retry_after(response.headers.get("retry-after"))
+        self.replaced = parse_upstream_status(response.headers.get(UPSTREAM_STATUS_HEADER))
 
 
 def make_client(cfg: RunConfig, *, pool: int = 10) -> httpx.Client:
@@ -108,7 +110,8 @@ def make_client(cfg: RunConfig, *, pool: int = 10) -> httpx.Client:
         timeout=cfg.timeout_s,
         follow_redirects=False,
         headers=headers,
-        verify=_SHARED_SSL,
+        # One context per trust, shared by every buyer: no CA reload per client.
+        verify=cfg.trust().verify(),
         limits=httpx.Limits(max_connections=pool, max_keepalive_connections=pool),
     )
     retry_after = _RetryAfter()
@@ -352,7 +355,7 @@ class ShopFlow:
             try_no += 1
             holder = getattr(self.client, "retry_after", None)
             if holder:
-                holder.value = None
+                holder.value = holder.replaced = None
             t0 = time.perf_counter()
             try:
                 if try_no > 1 and prepare is not None:
@@ -360,7 +363,8 @@ class ShopFlow:
                 action()
             except ShopError as e:
                 seconds = time.perf_counter() - t0
-                verdict = classify_shop_error(e, idempotent=idempotent)
+                replaced = holder.replaced if holder else None
+                verdict = classify_shop_error(e, idempotent=idempotent, replaced=replaced)
                 self.reporter.report(T_STEP, step, seconds, error=verdict.kind)
                 if verdict.retryable and att.wait_for_retry(
                     step, verdict, try_no, _retry_after(self.client)

@@ -10,6 +10,7 @@ lists the event's orders and the quota's availability for the accounting.
 from __future__ import annotations
 
 import datetime as dt
+import ssl
 from collections.abc import Iterator
 from typing import Any
 
@@ -37,6 +38,7 @@ class PretixApi:
         *,
         host_header: str | None = None,
         timeout: float = 60.0,
+        verify: ssl.SSLContext | bool = True,
     ):
         headers = {"Authorization": f"Token {token}", "Accept": "application/json"}
         if host_header:
@@ -46,6 +48,7 @@ class PretixApi:
             base_url=base_url.rstrip("/") + f"/api/v1/organizers/{organizer}/",
             headers=headers,
             timeout=timeout,
+            verify=verify,
         )
 
     def close(self) -> None:

@@ -47,6 +47,7 @@ from pretix_cluster.loadtest.config import CONFIG_ENV, RunConfig
 from pretix_cluster.loadtest.ledger import LedgerTail, LedgerWriter, read_ledger
 from pretix_cluster.loadtest.pretixapi import ApiError, PretixApi
 from pretix_cluster.loadtest.summary import Accounting, LoadSummary
+from pretix_cluster.shop_tls import ShopTrust
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 USER_CLASSES = {"shop": "ShopBuyer", "api": "ApiBuyer"}
@@ -114,10 +115,13 @@ def _validate(opts: LoadOptions) -> None:
         raise UserError("Locust is not installed: run `pip install -e '.[load]'` (or `make up`).")
 
 
-def _check_shop(base_url: str, host: str | None) -> None:
+def _check_shop(base_url: str, host: str | None, trust: ShopTrust) -> None:
     try:
         r = httpx.get(
-            base_url + "/healthcheck/", headers={"Host": host} if host else {}, timeout=10
+            base_url + "/healthcheck/",
+            headers={"Host": host} if host else {},
+            timeout=10,
+            verify=trust.verify(),
         )
     except httpx.HTTPError as e:
         raise UserError(
@@ -210,6 +214,7 @@ class _Shop:
     token_file: Path
     base_url: str
     host: str | None  # the Host header nginx expects, when it differs from base_url's
+    trust: ShopTrust
 
     def api(self, timeout: float) -> PretixApi:
         return PretixApi(
@@ -218,6 +223,7 @@ class _Shop:
             self.info["organizer"],
             host_header=self.host,
             timeout=timeout,
+            verify=self.trust.verify(),
         )
 
 
@@ -282,8 +288,9 @@ def _reach_shop(cluster: Cluster) -> _Shop:
         raise UserError("the cluster has no API token yet: run `pretix-cluster up` first.")
     base_url = spec.local_url()
     host = spec.shop_netloc if spec.shop_netloc != base_url.split("://", 1)[1] else None
-    _check_shop(base_url, host)
-    return _Shop(info, token, token_file, base_url, host)
+    trust = cluster.shop_trust()
+    _check_shop(base_url, host, trust)
+    return _Shop(info, token, token_file, base_url, host, trust)
 
 
 def _prepare_event(
@@ -325,6 +332,8 @@ def _prepare_event(
         pace_s=1.0,
         token_file=str(shop.token_file),
         public_origin=cluster.spec.cluster.url if shop.host else None,
+        ca_file=shop.trust.ca_file,
+        server_name=shop.trust.server_name,
         fetch_assets=opts.assets,
         timeout_s=opts.timeout,
     )

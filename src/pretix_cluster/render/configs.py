@@ -16,6 +16,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from pretix_cluster.daemons import haproxy, nginx, patroni, pretix, redis
 from pretix_cluster.secrets import versioned_name
 from pretix_cluster.spec import ClusterSpec
+from pretix_cluster.tls import KeyPair
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -51,19 +52,40 @@ def _render(name: str, context: dict[str, object]) -> str:
     return _environment().get_template(f"{name}.j2").render(**context)
 
 
-def render_files(spec: ClusterSpec, values: dict[str, str]) -> dict[str, ClusterFile]:
-    """Every file the stack mounts, keyed by logical name."""
+def render_files(
+    spec: ClusterSpec, values: dict[str, str], edge: KeyPair | None = None
+) -> dict[str, ClusterFile]:
+    """Every file the stack mounts, keyed by logical name; `edge`: nginx's TLS pair."""
     files = [
         template("pretix.cfg", True, **pretix.config_context(spec, values)),
         template("patroni.yml", True, **patroni.config_context(spec, values)),
         template("haproxy.cfg", True, **haproxy.config_context(spec, values)),
-        template("nginx.conf", False, **nginx.config_context(spec)),
+        *nginx_files(spec, edge),
         ClusterFile("pg_pretix_password", values["pg_pretix_password"], True),
         ClusterFile("redis_password", values["redis_password"], True),
         *[redis_file(values, node) for node in spec.redis_nodes],
         *[sentinel_file(spec, values, node) for node in spec.sentinel_nodes],
     ]
     return {f.name: f for f in files}
+
+
+def nginx_files(spec: ClusterSpec, edge: KeyPair | None) -> list[ClusterFile]:
+    """nginx.conf, the 503 pages and the TLS pair (None: files without it, e.g. an http URL).
+
+    The certificate and key are secrets: the key never goes into a config.
+    """
+    pages = nginx.page_context(spec)
+    files = [
+        template("nginx.conf", False, **nginx.config_context(spec)),
+        template(nginx.PAGE_HTML, False, **pages),
+        template(nginx.PAGE_JSON, False, **pages),
+    ]
+    if edge is not None:
+        files += [
+            ClusterFile(nginx.TLS_CERT, edge.cert_pem.decode(), True),
+            ClusterFile(nginx.TLS_KEY, edge.key_pem.decode(), True),
+        ]
+    return files
 
 
 def redis_config_name(node: str) -> str:

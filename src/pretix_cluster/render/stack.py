@@ -26,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from pretix_cluster.daemons import redis
+from pretix_cluster.daemons import nginx, redis
 from pretix_cluster.daemons.pretix import LIVE_PATH
 from pretix_cluster.images.build import ImageSet
 from pretix_cluster.render.configs import (
@@ -376,25 +376,38 @@ def cron_service(spec: ClusterSpec, images: ImageSet) -> Service:
 
 
 def nginx_service(spec: ClusterSpec, images: ImageSet) -> Service:
-    return {
+    service: Service = {
         "image": images["nginx"],
-        # The healthcheck's; nginx.conf listens there.
-        "environment": {"NGINX_LISTEN_PORT": str(PORTS.nginx)},
+        # The healthcheck's: nginx.conf answers /nginx-health there in plain HTTP.
+        "environment": {"NGINX_LISTEN_PORT": str(nginx.health_port(spec))},
         "networks": ["front"],
         "ports": [
             {
-                "target": PORTS.nginx,
-                "published": spec.nginx.port,
+                "target": target,
+                "published": published,
                 "protocol": "tcp",
                 # host mode: no IPVS needed, and pretix sees the buyer's address.
                 "mode": "host",
             }
+            for target, published in nginx.published_ports(spec).items()
         ],
         "volumes": [media_mount(spec, read_only=True)],
-        "configs": [{"source": "nginx.conf", "target": "/etc/nginx/nginx.conf", "mode": 0o444}],
+        "configs": [
+            {"source": "nginx.conf", "target": "/etc/nginx/nginx.conf", "mode": 0o444},
+            *[
+                {"source": page, "target": f"{nginx.PAGES_DIR}/{page}", "mode": 0o444}
+                for page in (nginx.PAGE_HTML, nginx.PAGE_JSON)
+            ],
+        ],
         "healthcheck": healthcheck(["CMD", "nginx-healthcheck"], start=10),
         # One per entry node (global): each publishes the shop's port on its machine.
         # stop-first: a host-mode port cannot be bound twice on one node, so a
         # start-first update would wait forever for a free node.
         "deploy": deploy("nginx", spec.nginx.memory, replicas=None),
     }
+    if spec.tls_enabled:
+        service["secrets"] = [
+            secret(nginx.TLS_CERT, nginx.NGINX_UID),
+            secret(nginx.TLS_KEY, nginx.NGINX_UID),
+        ]
+    return service

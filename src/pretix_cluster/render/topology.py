@@ -24,19 +24,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from pretix_cluster.daemons import nginx
 from pretix_cluster.daemons import pretix as pretix_daemon
 from pretix_cluster.images.build import ImageSet
 from pretix_cluster.render import placement
 from pretix_cluster.render import stack as blocks
 from pretix_cluster.render.configs import (
     ClusterFile,
+    nginx_files,
     redis_file,
     render_files,
     template,
 )
 from pretix_cluster.render.placement import entry_label, label_constraint, member_label
-from pretix_cluster.spec import PORTS, ClusterSpec
+from pretix_cluster.spec import PORTS, ClusterSpec, TlsSection
+from pretix_cluster.tls import KeyPair
 
 SINGLE_NODE_SUFFIX = "-base"
 
@@ -49,7 +50,10 @@ class Topology:
     # Patroni's dynamic settings are converged by `up` only where Patroni runs.
     uses_patroni: bool
 
-    def files(self, spec: ClusterSpec, values: dict[str, str]) -> dict[str, ClusterFile]:
+    def files(
+        self, spec: ClusterSpec, values: dict[str, str], edge: KeyPair | None = None
+    ) -> dict[str, ClusterFile]:
+        """The files the services mount; `edge`: nginx's certificate and key (with TLS)."""
         raise NotImplementedError
 
     def stack(self, spec: ClusterSpec, images: ImageSet, files: dict[str, ClusterFile]) -> dict:
@@ -66,8 +70,10 @@ class Topology:
 
 @dataclass(frozen=True)
 class HighAvailability(Topology):
-    def files(self, spec: ClusterSpec, values: dict[str, str]) -> dict[str, ClusterFile]:
-        return render_files(spec, values)
+    def files(
+        self, spec: ClusterSpec, values: dict[str, str], edge: KeyPair | None = None
+    ) -> dict[str, ClusterFile]:
+        return render_files(spec, values, edge)
 
     def stack(self, spec: ClusterSpec, images: ImageSet, files: dict[str, ClusterFile]) -> dict:
         services: dict[str, blocks.Service] = {}
@@ -107,8 +113,10 @@ APP_ROLE = "standalone"  # the pretix image's role running gunicorn and celery t
 
 @dataclass(frozen=True)
 class SingleNode(Topology):
-    def files(self, spec: ClusterSpec, values: dict[str, str]) -> dict[str, ClusterFile]:
-        """pretix.cfg pointing straight at PostgreSQL and Redis, nginx.conf as the cluster's."""
+    def files(
+        self, spec: ClusterSpec, values: dict[str, str], edge: KeyPair | None = None
+    ) -> dict[str, ClusterFile]:
+        """pretix.cfg pointing straight at PostgreSQL and Redis, nginx's files as the cluster's."""
         pretix = pretix_daemon.config_context(spec, values)
         pretix |= {
             "db": pretix["db"] | {"host": PG_SERVICE, "port": PORTS.postgres},
@@ -121,7 +129,7 @@ class SingleNode(Topology):
         }
         files = [
             template("pretix.cfg", True, **pretix),
-            template("nginx.conf", False, **nginx.config_context(spec)),
+            *nginx_files(spec, edge),
             ClusterFile("pg_pretix_password", values["pg_pretix_password"], True),
             ClusterFile("redis_password", values["redis_password"], True),
             # A lone master: no replica could ever acknowledge a write.
@@ -148,22 +156,27 @@ SINGLE_NODE = SingleNode("single-node", uses_patroni=False)
 
 
 def single_node_spec(spec: ClusterSpec, state_dir: Path) -> ClusterSpec:
-    """The cluster's spec with the single node's stack name, port, URL and state folder.
+    """The cluster's spec with the single node's stack name, ports, URL and state folder.
 
     Not re-validated on purpose: the stack name ``<name>-base`` is a valid
     Docker name but longer than (and shaped unlike) what ``[cluster] name``
     accepts. The URL is loopback: the single node is only ever reached from here.
+    Its scheme is the cluster's, so the baseline's edge is the same (TLS or not);
+    with TLS its certificate comes from the local CA in its own state folder.
     """
     port = spec.bench.baseline_port or spec.nginx.port + 1
+    scheme = "https" if spec.tls_enabled else "http"
     cluster = spec.cluster.model_copy(
         update={
             "name": spec.stack + SINGLE_NODE_SUFFIX,
-            "url": f"http://127.0.0.1:{port}",
+            "url": f"{scheme}://127.0.0.1:{port}",
             "state_dir": str(state_dir),
         }
     )
-    nginx = spec.nginx.model_copy(update={"port": port})
-    return spec.model_copy(update={"cluster": cluster, "nginx": nginx})
+    nginx = spec.nginx.model_copy(update={"port": port, "http_port": spec.nginx.http_port + 1})
+    # An operator's certificate names the public host, not the baseline's loopback URL.
+    tls = TlsSection(hsts_max_age=spec.tls.hsts_max_age)
+    return spec.model_copy(update={"cluster": cluster, "nginx": nginx, "tls": tls})
 
 
 def plain_postgres_service(spec: ClusterSpec, images: ImageSet) -> blocks.Service:
