@@ -14,8 +14,6 @@ a temporary DOCKER_CONFIG. Rendering: render/registry.py.
 from __future__ import annotations
 
 import contextlib
-import datetime
-import os
 import ssl
 import time
 from collections.abc import Callable
@@ -25,7 +23,6 @@ from pathlib import Path
 import docker
 import docker.errors
 import httpx
-from cryptography import x509
 
 from pretix_cluster import swarm
 from pretix_cluster.cluster import Cluster
@@ -41,9 +38,8 @@ from pretix_cluster.tls import KeyPair, LocalCA
 
 READY_TIMEOUT = 120
 TLS_DIR = "tls"
-CERT_FILE = "registry.pem"
-KEY_FILE = "registry-key.pem"
-RENEW_BEFORE = datetime.timedelta(days=30)
+REGISTRY_NAME = "registry"  # its kept certificate in the CA's folder: registry.pem, .key
+KEY_FILE = f"{REGISTRY_NAME}.key"
 
 Progress = Callable[[str], None]
 
@@ -145,26 +141,9 @@ def _copy_image_to(cluster: Cluster, node: placement.Node, image: str, progress:
 
 
 def server_pair(ca: LocalCA, hosts: list[str]) -> KeyPair:
-    """The registry's certificate for ``hosts``, kept in the CA's folder; reissued only when
-    the hosts change or it expires within RENEW_BEFORE (a new one redeploys the registry)."""
-    cert_path, key_path = ca.directory / CERT_FILE, ca.directory / KEY_FILE
-    if cert_path.exists() and key_path.exists():
-        pair = KeyPair(cert_path.read_bytes(), key_path.read_bytes())
-        fresh = pair.expires() - datetime.datetime.now(datetime.UTC) > RENEW_BEFORE
-        if fresh and certificate_hosts(pair) == set(hosts):
-            return pair
-    pair = ca.issue(hosts)
-    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(pair.key_pem)
-    cert_path.write_bytes(pair.cert_pem)
-    return pair
-
-
-def certificate_hosts(pair: KeyPair) -> set[str]:
-    names = pair.certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName)
-    ips = {str(ip) for ip in names.value.get_values_for_type(x509.IPAddress)}
-    return ips | set(names.value.get_values_for_type(x509.DNSName))
+    """The registry's certificate for ``hosts``, kept in the CA's folder (a new one would
+    redeploy the registry)."""
+    return ca.kept_pair(REGISTRY_NAME, hosts)
 
 
 def wait_answering(

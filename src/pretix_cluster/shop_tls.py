@@ -10,23 +10,18 @@ verifies the shop against :class:`ShopTrust`, never with verification off.
 
 from __future__ import annotations
 
-import datetime
 import functools
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
-
-from cryptography import x509
 
 from pretix_cluster import tls
 from pretix_cluster.errors import UserError
 from pretix_cluster.spec import ClusterSpec
 
 TLS_DIR = "tls"
-EDGE_CERT_FILE = "edge.pem"
-EDGE_KEY_FILE = "edge.key"
-# A local certificate this close to its end is replaced by the next `up`.
-RENEW_BEFORE = datetime.timedelta(days=30)
+EDGE_NAME = "edge"  # the kept certificate's files in the CA's folder: edge.pem, edge.key
+EDGE_CERT_FILE, EDGE_KEY_FILE = f"{EDGE_NAME}.pem", f"{EDGE_NAME}.key"
 LOOPBACK_NAMES = ("127.0.0.1", "localhost")
 
 
@@ -58,31 +53,9 @@ def edge_pair(spec: ClusterSpec, spec_dir: Path) -> tls.KeyPair | None:
 
 
 def local_pair(ca: tls.LocalCA, hosts: list[str]) -> tls.KeyPair:
-    """The local CA's certificate for `hosts`, reused while it fits.
-
-    Reused, not reissued on every `up`: the Docker secret's name follows its
-    content, so a new certificate would restart nginx each time.
-    """
-    cert_path, key_path = ca.directory / EDGE_CERT_FILE, ca.directory / EDGE_KEY_FILE
-    if cert_path.exists() and key_path.exists():
-        kept = tls.KeyPair(cert_path.read_bytes(), key_path.read_bytes())
-        if _still_fits(kept, ca, hosts):
-            return kept
-    pair = ca.issue(hosts)
-    tls.save_pair(pair, cert_path, key_path)
-    return pair
-
-
-def _still_fits(pair: tls.KeyPair, ca: tls.LocalCA, hosts: list[str]) -> bool:
-    cert = pair.certificate
-    names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    covered = {str(n) for n in names.get_values_for_type(x509.DNSName)}
-    covered |= {str(a) for a in names.get_values_for_type(x509.IPAddress)}
-    return (
-        cert.issuer == ca.pair.certificate.subject
-        and covered == set(hosts)
-        and cert.not_valid_after_utc - RENEW_BEFORE > datetime.datetime.now(datetime.UTC)
-    )
+    """The local CA's certificate for `hosts`, reused while it fits (a new one would
+    restart nginx on every `up`)."""
+    return ca.kept_pair(EDGE_NAME, hosts)
 
 
 @dataclass(frozen=True)

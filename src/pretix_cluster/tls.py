@@ -24,6 +24,8 @@ from .errors import UserError
 
 CA_DAYS = 3650
 SERVER_DAYS = 825  # the longest validity browsers accept for a server certificate
+# A kept certificate this close to its end is replaced by the next `up`.
+RENEW_BEFORE = datetime.timedelta(days=30)
 CA_FILE = "ca.pem"
 CA_KEY_FILE = "ca.key"
 
@@ -93,6 +95,35 @@ class LocalCA:
         return KeyPair(
             cert.public_bytes(serialization.Encoding.PEM) + self.pair.cert_pem, _key_pem(key)
         )
+
+    def kept_pair(self, name: str, hosts: list[str]) -> KeyPair:
+        """A certificate for ``hosts`` kept beside the CA as ``<name>.pem``/``<name>.key``:
+        reissued only when the hosts change, this CA did not issue it, or it ends within
+        RENEW_BEFORE. Reused, not reissued on every `up`: a Docker secret's name follows
+        its content, so a new certificate would restart its service each time."""
+        cert_path, key_path = self.directory / f"{name}.pem", self.directory / f"{name}.key"
+        if cert_path.exists() and key_path.exists():
+            kept = KeyPair(cert_path.read_bytes(), key_path.read_bytes())
+            if self._still_fits(kept, hosts):
+                return kept
+        pair = self.issue(hosts)
+        save_pair(pair, cert_path, key_path)
+        return pair
+
+    def _still_fits(self, pair: KeyPair, hosts: list[str]) -> bool:
+        return (
+            pair.certificate.issuer == self.pair.certificate.subject
+            and certificate_hosts(pair) == set(hosts)
+            and pair.expires() - RENEW_BEFORE > _now()
+        )
+
+
+def certificate_hosts(pair: KeyPair) -> set[str]:
+    """The DNS names and IP addresses a certificate is for."""
+    names = pair.certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    return {str(n) for n in names.get_values_for_type(x509.DNSName)} | {
+        str(a) for a in names.get_values_for_type(x509.IPAddress)
+    }
 
 
 def load_operator_pair(cert_file: Path, key_file: Path) -> KeyPair:

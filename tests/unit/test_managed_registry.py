@@ -19,7 +19,7 @@ import docker.errors
 import pytest
 import yaml
 
-from pretix_cluster import managed_registry, swarm
+from pretix_cluster import managed_registry, swarm, tls
 from pretix_cluster.cluster import Cluster
 from pretix_cluster.errors import UserError
 from pretix_cluster.images.build import ImageSet
@@ -205,11 +205,11 @@ def test_deploy_without_a_login_changes_nothing(monkeypatch):
 def test_the_certificate_is_kept_and_reissued_only_for_other_hosts(tmp_path):
     ca = LocalCA.ensure(tmp_path / "tls")
     first = managed_registry.server_pair(ca, ["172.30.0.11", "lab-1"])
-    assert managed_registry.certificate_hosts(first) == {"172.30.0.11", "lab-1"}
+    assert tls.certificate_hosts(first) == {"172.30.0.11", "lab-1"}
     assert stat.S_IMODE(os.stat(ca.directory / managed_registry.KEY_FILE).st_mode) == 0o600
     assert managed_registry.server_pair(ca, ["172.30.0.11", "lab-1"]) == first
     moved = managed_registry.server_pair(ca, ["172.30.0.12", "lab-2"])
-    assert moved != first and managed_registry.certificate_hosts(moved) == {"172.30.0.12", "lab-2"}
+    assert moved != first and tls.certificate_hosts(moved) == {"172.30.0.12", "lab-2"}
 
 
 # --- nodes ---------------------------------------------------------------------------------
