@@ -16,7 +16,7 @@ from pretix_cluster.images.registry import as_pulled
 from pretix_cluster.render.configs import ClusterFile
 from pretix_cluster.render.stack import dump_stack
 from pretix_cluster.render.topology import HA, Topology
-from pretix_cluster.secrets import PROVIDED_NAMES, SecretStore
+from pretix_cluster.secrets import PROVIDED_NAMES, SecretStore, data_fingerprint
 from pretix_cluster.spec import ClusterSpec, load_spec
 
 API_TOKEN_FILE = "pretix_api_token"
@@ -79,7 +79,11 @@ class Cluster:
         return as_pulled(planned, registry) if registry else planned
 
     def stack_document(self, images: build.ImageSet, files: dict[str, ClusterFile]) -> dict:
-        return self.topology.stack(self.spec, images, files)
+        return self.topology.stack(self.spec, images, files, self.data_fingerprint())
+
+    def data_fingerprint(self) -> str:
+        """The fingerprint of the secrets this state folder gives the data volumes."""
+        return data_fingerprint(self.secrets.ensure_all())
 
     def stack_yaml(self, images: build.ImageSet, files: dict[str, ClusterFile]) -> str:
         return dump_stack(self.stack_document(images, files))
