@@ -67,8 +67,9 @@ def stack_document(
     ``made_with``: the fingerprint of the secrets the data volumes hold, a label of
     each (Docker sets it when it creates the volume and never changes it after).
     """
-    label = {"labels": {MADE_WITH_LABEL: made_with}} if made_with else {}
-    volumes = {name: label for name in data_volumes} | media_volume_definition(spec)
+    labels = {MADE_WITH_LABEL: made_with} if made_with else {}
+    volumes = {name: {"labels": dict(labels)} if labels else {} for name in data_volumes}
+    volumes |= media_volume_definition(spec)
     used = {n for service in services.values() for n in service.get("networks", [])}
     return {
         "version": STACK_VERSION,
