@@ -12,11 +12,12 @@ from dataclasses import dataclass
 
 from pretix_cluster import managed_registry, swarm
 from pretix_cluster.cluster import API_TOKEN_FILE, Cluster
-from pretix_cluster.daemons import patroni
+from pretix_cluster.daemons import etcd, patroni
 from pretix_cluster.errors import UserError
 from pretix_cluster.images import build, registry
 from pretix_cluster.render.stack import dump_stack
 from pretix_cluster.shop_setup import ShopSetupError, ShopSetupParams, run_shop_setup
+from pretix_cluster.spec import PORTS
 
 Progress = Callable[[str], None]
 
@@ -63,6 +64,9 @@ def up(cluster: Cluster, progress: Progress) -> UpResult:
         managed = managed_registry.ensure(cluster, progress)
     elif spec.images.registry:
         registry.check_answers(cluster.push_via or spec.images.registry)
+    swarm.refuse_foreign_data(
+        client, cluster.stack, cluster.data_fingerprint(), str(cluster.secrets.directory)
+    )
 
     images = build.build_all(cluster.builder, spec.images.base, cluster.ca_bundle(), progress)
     if managed is not None:
@@ -89,6 +93,7 @@ def up(cluster: Cluster, progress: Progress) -> UpResult:
         client, cluster.stack, DATA_TIER_TIMEOUT, progress, names=cluster.data_tier()
     )
     if cluster.topology.uses_patroni:
+        enable_etcd_auth(cluster, progress)
         patroni.apply_dynamic_settings(
             spec.postgres.dcs_settings(), _postgres_shells(cluster), progress
         )
@@ -117,6 +122,41 @@ def _postgres_shells(cluster: Cluster) -> Iterator[patroni.Shell]:
         for container in swarm.running_containers(cluster.client, cluster.stack, node):
             yield lambda command, c=container: swarm.exec_in(
                 c, command, timeout=60, user=patroni.POSTGRES_USER
+            )
+
+
+def enable_etcd_auth(cluster: Cluster, progress: Progress) -> None:
+    """Turn on etcd's client authentication once its members form a cluster; a no-op after.
+
+    Run here, by `up` in one member's container, rather than by a member's
+    entrypoint: it needs a cluster with quorum, which no single member's start
+    can wait for without a helper process beside etcd, and any member can do it
+    (an entrypoint would tie it to one member that may be down or placed
+    elsewhere). Passwords go on stdin (swarm.exec_in), never on a command line.
+    """
+    port = PORTS.etcd_client
+    container = next(
+        (
+            c
+            for m in cluster.spec.etcd_members
+            for c in swarm.running_containers(cluster.client, cluster.stack, m)
+        ),
+        None,
+    )
+    if container is None:
+        raise UserError(f"No etcd member of {cluster.stack} is running; run `up` again.")
+    _, output = swarm.exec_in(container, etcd.auth_probe_command(port), timeout=30)
+    if etcd.auth_enabled(output):
+        return
+    progress("turning on etcd's client authentication")
+    for step in etcd.auth_setup_steps(port, patroni.PATRONI_NAMESPACE):
+        stdin = cluster.secrets.get(step.password) + "\n" if step.password else None
+        code, output = swarm.exec_in(container, list(step.command), stdin, timeout=30)
+        if not step.succeeded(code, output):
+            last = output.strip().splitlines()[-1:] or ["no output"]
+            raise UserError(
+                f"Turning on etcd's authentication failed at `{' '.join(step.command[2:])}` "
+                f"({last[0]}); run `up` again."
             )
 
 

@@ -18,7 +18,7 @@ from pretix_cluster.render import registry as registry_render
 from pretix_cluster.render.configs import ClusterFile
 from pretix_cluster.render.stack import dump_stack
 from pretix_cluster.render.topology import HA, Topology
-from pretix_cluster.secrets import PROVIDED_NAMES, SecretStore
+from pretix_cluster.secrets import PROVIDED_NAMES, SecretStore, data_fingerprint
 from pretix_cluster.spec import ClusterSpec, load_spec
 from pretix_cluster.tls import KeyPair
 
@@ -108,7 +108,11 @@ class Cluster:
         return registry_render.RegistryAddress(node.address, self.spec.images.registry_port)
 
     def stack_document(self, images: build.ImageSet, files: dict[str, ClusterFile]) -> dict:
-        return self.topology.stack(self.spec, images, files)
+        return self.topology.stack(self.spec, images, files, self.data_fingerprint())
+
+    def data_fingerprint(self) -> str:
+        """The fingerprint of the secrets this state folder gives the data volumes."""
+        return data_fingerprint(self.secrets.ensure_all())
 
     def stack_yaml(self, images: build.ImageSet, files: dict[str, ClusterFile]) -> str:
         return dump_stack(self.stack_document(images, files))

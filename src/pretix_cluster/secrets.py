@@ -22,11 +22,24 @@ SECRET_NAMES: dict[str, int] = {
     "pg_pretix_password": 24,
     "patroni_restapi_password": 24,
     "redis_password": 24,
+    "etcd_root_password": 24,
+    "etcd_patroni_password": 24,
+    "haproxy_stats_password": 24,
     "pretix_admin_password": 18,
     "metrics_passphrase": 24,
     # Pushes and pulls of the managed registry ([images] registry = "managed").
     "registry_password": 24,
 }
+# The values that data volumes keep (PostgreSQL's roles, etcd's users): new ones
+# would lock the cluster out of its own data.
+DATA_SECRET_NAMES = (
+    "pg_superuser_password",
+    "pg_replication_password",
+    "pg_rewind_password",
+    "pg_pretix_password",
+    "etcd_root_password",
+    "etcd_patroni_password",
+)
 # Values only the operator can give (an S3 bucket's credentials): read, never generated.
 PROVIDED_NAMES = ("s3_access_key", "s3_secret_key")
 
@@ -73,6 +86,18 @@ class SecretStore:
     def _ensure_private_directory(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         os.chmod(self.directory, 0o700)
+
+
+def data_fingerprint(values: dict[str, str]) -> str:
+    """A hash of the values data volumes keep: equal for the same secrets, revealing none.
+
+    Each value is high-entropy and the names are part of the hash, so the
+    fingerprint can be shown (a volume label) without helping anyone guess a value.
+    """
+    digest = hashlib.sha256()
+    for name in DATA_SECRET_NAMES:
+        digest.update(f"{name}={values.get(name, '')}\n".encode())
+    return digest.hexdigest()[:16]
 
 
 def versioned_name(stack: str, name: str, content: str) -> str:

@@ -27,7 +27,7 @@ from docker.models.services import Service
 from pretix_cluster.errors import UserError
 from pretix_cluster.render import placement
 from pretix_cluster.render.configs import ClusterFile
-from pretix_cluster.render.stack import ROLE_LABEL
+from pretix_cluster.render.stack import MADE_WITH_LABEL, ROLE_LABEL
 from pretix_cluster.spec import swarm_service_name
 
 STACK_LABEL = "com.docker.stack.namespace"
@@ -139,6 +139,39 @@ def refuse_taken_port(
                 f"Port {port} is in use by another program on this machine; "
                 f"stop it or set another {setting} in cluster.toml."
             ) from None
+
+
+def refuse_foreign_data(
+    client: docker.DockerClient, stack: str, made_with: str, secrets_dir: str
+) -> None:
+    """Refuse a stack whose existing data volumes were made with other secrets.
+
+    New passwords cannot open old data (PostgreSQL's roles, etcd's users keep
+    theirs): a state folder deleted or swapped while the volumes stayed would
+    otherwise end in "password authentication failed" minutes into `up`.
+    A volume without the label predates it and is let through.
+    """
+    foreign = sorted(
+        name for name, label in stack_volume_labels(client, stack) if label not in (None, made_with)
+    )
+    if foreign:
+        raise UserError(
+            f"The volumes {', '.join(foreign)} of {stack} were made with other secrets than "
+            f"those in {secrets_dir}; restore the state folder that made them, or delete the "
+            "old data with `down --purge`."
+        )
+
+
+def stack_volume_labels(client: docker.DockerClient, stack: str) -> list[tuple[str, str | None]]:
+    """Each volume of the stack on every node that answers, with its MADE_WITH_LABEL."""
+    found = []
+    for node in client.nodes.list():
+        with contextlib.suppress(docker.errors.DockerException, OSError, UserError):
+            volumes = _on_node(
+                client, node.id, lambda d: d.volumes.list(filters=_stack_filter(stack))
+            )
+            found += [(v.name, (v.attrs.get("Labels") or {}).get(MADE_WITH_LABEL)) for v in volumes]
+    return found
 
 
 def ensure_files(client: docker.DockerClient, stack: str, files: dict[str, ClusterFile]) -> None:

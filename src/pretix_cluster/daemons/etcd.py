@@ -1,5 +1,12 @@
 """etcd (Patroni's DCS): its members' health and which one leads, asked with etcdctl
-inside a member's container."""
+inside a member's container, and its client authentication.
+
+With authentication on, etcd serves only its users: ``root`` (the tool, through
+the image's ``etcdctl-root``, which reads the password from the container's
+Docker secret) and ``patroni``, whose role may read and write Patroni's key
+prefix only. :func:`auth_setup_steps` turns it on: once the members form a
+cluster, `up` runs them in a member's container, passwords on stdin.
+"""
 
 from __future__ import annotations
 
@@ -11,11 +18,20 @@ from urllib.parse import urlsplit
 
 from pretix_cluster.daemons import Exec
 
+ROOT = "root"
+PATRONI_USER = "patroni"
+PATRONI_ROLE = "patroni"
+ROOT_ETCDCTL = "etcdctl-root"  # the image's wrapper: etcdctl logged in as ROOT
+# What etcd answers a request without credentials once authentication is on.
+AUTH_REQUIRED = "user name is empty"
+# What a step repeated by a re-run `up` may answer: the thing exists already.
+ALREADY_EXISTS = ("user name already exists", "role name already exists")
+
 
 def etcdctl_command(port: int, *args: str) -> list[str]:
-    """etcdctl against the member it runs in, with a short timeout, JSON output."""
+    """etcdctl as root against the member it runs in, with a short timeout, JSON output."""
     return [
-        "etcdctl",
+        ROOT_ETCDCTL,
         f"--endpoints=http://127.0.0.1:{port}",
         "--command-timeout=4s",
         *args,
@@ -114,3 +130,56 @@ def probe_status(
     """Every member's status (who leads); None when no member answers."""
     output = exec_(members, etcdctl_command(port, "endpoint", "status", "--cluster"), timeout)
     return None if output is None else EndpointStatus.from_etcdctl_json(output)
+
+
+# --- client authentication ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AuthStep:
+    """One etcdctl call of the set-up; ``password``: the secret it reads on stdin."""
+
+    command: tuple[str, ...]
+    password: str | None = None
+
+    def succeeded(self, exit_code: int, output: str) -> bool:
+        """Done now or by an earlier run (users and roles are created once)."""
+        return exit_code == 0 or any(text in output for text in ALREADY_EXISTS)
+
+
+def auth_setup_steps(port: int, patroni_prefix: str) -> list[AuthStep]:
+    """Users root and patroni, patroni's role on ``patroni_prefix``, then authentication on.
+
+    Run while authentication is off, so no step needs a login; every step is
+    idempotent, and turning authentication on comes last, so an interrupted
+    run is finished by the next one. ``--interactive=false``: etcdctl reads the
+    new user's password from stdin, never from its command line.
+    """
+
+    def etcdctl(*args: str, password: str | None = None) -> AuthStep:
+        return AuthStep(("etcdctl", f"--endpoints=http://127.0.0.1:{port}", *args), password)
+
+    return [
+        etcdctl("user", "add", ROOT, "--interactive=false", password="etcd_root_password"),
+        etcdctl("role", "add", ROOT),
+        etcdctl("user", "grant-role", ROOT, ROOT),
+        etcdctl("role", "add", PATRONI_ROLE),
+        etcdctl(
+            "role", "grant-permission", PATRONI_ROLE, "--prefix=true", "readwrite", patroni_prefix
+        ),
+        etcdctl(
+            "user", "add", PATRONI_USER, "--interactive=false", password="etcd_patroni_password"
+        ),
+        etcdctl("user", "grant-role", PATRONI_USER, PATRONI_ROLE),
+        etcdctl("auth", "enable"),
+    ]
+
+
+def auth_probe_command(port: int) -> list[str]:
+    """A read without credentials: refused with AUTH_REQUIRED once authentication is on."""
+    return ["etcdctl", f"--endpoints=http://127.0.0.1:{port}", "get", "--keys-only", "auth-probe"]
+
+
+def auth_enabled(output: str) -> bool:
+    """Whether :func:`auth_probe_command`'s output says that etcd wants a login."""
+    return AUTH_REQUIRED in output

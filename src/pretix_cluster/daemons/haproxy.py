@@ -24,6 +24,7 @@ SINGLE_SERVER_BACKENDS = ("pg_primary", "redis")
 PG_PRIMARY = "pg_primary"
 PG_REPLICAS = "pg_replicas"
 REDIS = "redis"
+STATS_USER = "stats"
 
 
 def config_context(spec: ClusterSpec, values: dict[str, str]) -> dict[str, object]:
@@ -41,6 +42,8 @@ def config_context(spec: ClusterSpec, values: dict[str, str]) -> dict[str, objec
         "redis_nodes": spec.redis_nodes,
         "redis_port": PORTS.redis,
         "redis_password": values["redis_password"],
+        "stats_user": STATS_USER,
+        "stats_password": values["haproxy_stats_password"],
         "check": {
             "inter_ms": spec.haproxy.check_inter_ms,
             "fall": spec.haproxy.check_fall,

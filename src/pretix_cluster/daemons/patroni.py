@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pretix_cluster.daemons import Exec
+from pretix_cluster.daemons import Exec, etcd
 from pretix_cluster.errors import UserError
 from pretix_cluster.spec import PORTS, ClusterSpec
 
@@ -58,6 +58,8 @@ def config_context(spec: ClusterSpec, values: dict[str, str]) -> dict[str, objec
         "replication_password": values["pg_replication_password"],
         "rewind_password": values["pg_rewind_password"],
         "restapi_password": values["patroni_restapi_password"],
+        "etcd_username": etcd.PATRONI_USER,
+        "etcd_password": values["etcd_patroni_password"],
         **pg.dcs_settings(),
         "pg_parameters": pg.server_parameters(),
         "network_cidr_allow": "0.0.0.0/0",

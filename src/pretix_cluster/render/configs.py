@@ -63,6 +63,7 @@ def render_files(
         *nginx_files(spec, edge),
         ClusterFile("pg_pretix_password", values["pg_pretix_password"], True),
         ClusterFile("redis_password", values["redis_password"], True),
+        ClusterFile("etcd_root_password", values["etcd_root_password"], True),
         *[redis_file(values, node) for node in spec.redis_nodes],
         *[sentinel_file(spec, values, node) for node in spec.sentinel_nodes],
     ]

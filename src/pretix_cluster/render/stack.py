@@ -39,6 +39,7 @@ STACK_VERSION = "3.8"
 PRETIX_UID = "15371"
 POSTGRES_UID = "999"
 REDIS_UID = "998"
+ETCD_UID = "998"
 HAPROXY_UID = "997"
 MEDIA_MOUNT = "/data/media"
 MEDIA_VOLUME = "media"
@@ -49,7 +50,10 @@ REDIS_RESTART_MARGIN_S = 5
 Service = dict[str, Any]
 
 
-NETWORKS = ("db", "cache", "front")
+# dcs: etcd and its only clients, the Patroni nodes; nothing else reaches etcd.
+NETWORKS = ("dcs", "db", "cache", "front")
+# Every data volume carries the fingerprint of the secrets its data was made with.
+MADE_WITH_LABEL = "pretix-cluster.made-with"
 
 
 def stack_document(
@@ -57,14 +61,24 @@ def stack_document(
     services: dict[str, Service],
     data_volumes: list[str],
     files: dict[str, ClusterFile],
+    made_with: str | None = None,
 ) -> dict:
-    """A complete stack file as data: services, their networks, volumes, secrets and configs."""
-    volumes = {name: {} for name in data_volumes} | media_volume_definition(spec)
+    """A complete stack file as data: services, their networks, volumes, secrets and configs.
+
+    ``made_with``: the fingerprint of the secrets the data volumes hold, a label of
+    each (Docker sets it when it creates the volume and never changes it after).
+    """
+    labels = {MADE_WITH_LABEL: made_with} if made_with else {}
+    volumes = {name: {"labels": dict(labels)} if labels else {} for name in data_volumes}
+    volumes |= media_volume_definition(spec)
+    used = {n for service in services.values() for n in service.get("networks", [])}
     return {
         "version": STACK_VERSION,
         "services": services,
         # attachable: the tool's one-off jobs and the chaos suite join them.
-        "networks": {name: {"driver": "overlay", "attachable": True} for name in NETWORKS},
+        "networks": {
+            name: {"driver": "overlay", "attachable": True} for name in NETWORKS if name in used
+        },
         "volumes": volumes,
         "secrets": external_objects(spec, files, secret=True),
         "configs": external_objects(spec, files, secret=False),
@@ -201,7 +215,9 @@ def etcd_services(spec: ClusterSpec, images: ImageSet) -> dict[str, Service]:
                 ),
             },
             "volumes": [f"{data_volume(member)}:/var/lib/etcd"],
-            "networks": ["db"],
+            "networks": ["dcs"],
+            # etcdctl-root's (status, the entrypoint's member replacement).
+            "secrets": [secret("etcd_root_password", ETCD_UID)],
             "healthcheck": healthcheck(
                 ["CMD", "/usr/local/bin/healthcheck.sh"], retries=6, start=60
             ),
@@ -222,7 +238,7 @@ def postgres_services(spec: ClusterSpec, images: ImageSet) -> dict[str, Service]
                 "PATRONI_POSTGRESQL_CONNECT_ADDRESS": f"{node}:{PORTS.postgres}",
             },
             "volumes": [f"{data_volume(node)}:/var/lib/postgresql/data"],
-            "networks": ["db"],
+            "networks": ["db", "dcs"],
             "secrets": [
                 secret("patroni.yml", POSTGRES_UID),
                 secret("pg_pretix_password", POSTGRES_UID),

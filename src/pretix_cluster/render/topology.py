@@ -56,7 +56,14 @@ class Topology:
         """The files the services mount; `edge`: nginx's certificate and key (with TLS)."""
         raise NotImplementedError
 
-    def stack(self, spec: ClusterSpec, images: ImageSet, files: dict[str, ClusterFile]) -> dict:
+    def stack(
+        self,
+        spec: ClusterSpec,
+        images: ImageSet,
+        files: dict[str, ClusterFile],
+        made_with: str | None = None,
+    ) -> dict:
+        """The stack file; ``made_with``: the data volumes' label (stack.MADE_WITH_LABEL)."""
         raise NotImplementedError
 
     def data_tier(self, spec: ClusterSpec) -> list[str]:
@@ -75,7 +82,13 @@ class HighAvailability(Topology):
     ) -> dict[str, ClusterFile]:
         return render_files(spec, values, edge)
 
-    def stack(self, spec: ClusterSpec, images: ImageSet, files: dict[str, ClusterFile]) -> dict:
+    def stack(
+        self,
+        spec: ClusterSpec,
+        images: ImageSet,
+        files: dict[str, ClusterFile],
+        made_with: str | None = None,
+    ) -> dict:
         services: dict[str, blocks.Service] = {}
         services.update(blocks.etcd_services(spec, images))
         services.update(blocks.postgres_services(spec, images))
@@ -87,7 +100,7 @@ class HighAvailability(Topology):
         services["nginx"] = blocks.nginx_service(spec, images)
         _place(spec, services)
         volumes = [blocks.data_volume(n) for n in spec.stateful_nodes]
-        return blocks.stack_document(spec, services, volumes, files)
+        return blocks.stack_document(spec, services, volumes, files, made_with)
 
     def data_tier(self, spec: ClusterSpec) -> list[str]:
         return [*spec.stateful_nodes, "haproxy"]
@@ -137,7 +150,13 @@ class SingleNode(Topology):
         ]
         return {f.name: f for f in files}
 
-    def stack(self, spec: ClusterSpec, images: ImageSet, files: dict[str, ClusterFile]) -> dict:
+    def stack(
+        self,
+        spec: ClusterSpec,
+        images: ImageSet,
+        files: dict[str, ClusterFile],
+        made_with: str | None = None,
+    ) -> dict:
         services: dict[str, blocks.Service] = {
             PG_SERVICE: plain_postgres_service(spec, images),
             REDIS_SERVICE: lone_redis_service(spec, images),
@@ -145,7 +164,7 @@ class SingleNode(Topology):
             "nginx": blocks.nginx_service(spec, images),
         }
         volumes = [blocks.data_volume(PG_SERVICE), blocks.data_volume(REDIS_SERVICE)]
-        return blocks.stack_document(spec, services, volumes, files)
+        return blocks.stack_document(spec, services, volumes, files, made_with)
 
     def data_tier(self, spec: ClusterSpec) -> list[str]:
         return [PG_SERVICE, REDIS_SERVICE]

@@ -48,7 +48,8 @@ log() { echo "entrypoint: $*" >&2; }
 
 # The running cluster's membership as `etcdctl member list` prints it (id, status,
 # name, peer URLs, client URLs, learner), asked of the other members; empty when
-# none answers (a cluster being created, or no quorum).
+# none answers (a cluster being created, or no quorum). Listing members needs no
+# login; removing and adding one needs etcd's root user (etcdctl-root).
 membership() {
     [ -n "${PEER_CLIENT_ENDPOINTS:-}" ] || return 0
     etcdctl --endpoints="$PEER_CLIENT_ENDPOINTS" --dial-timeout=2s --command-timeout=5s \
@@ -72,12 +73,12 @@ join_running_cluster() {
     status="$(awk -F', ' '{print $2}' <<<"$line")"
     if [ "$status" = "started" ]; then
         log "empty data dir but the cluster knows $ETCD_NAME ($id) as started: its data is lost; replacing the member"
-        etcdctl --endpoints="$PEER_CLIENT_ENDPOINTS" --command-timeout=10s member remove "$id" >&2
+        etcdctl-root --endpoints="$PEER_CLIENT_ENDPOINTS" --command-timeout=10s member remove "$id" >&2
         line=""
     fi
     if [ -z "$line" ]; then
         log "adding $ETCD_NAME ($ETCD_INITIAL_ADVERTISE_PEER_URLS) to the running cluster"
-        etcdctl --endpoints="$PEER_CLIENT_ENDPOINTS" --command-timeout=10s \
+        etcdctl-root --endpoints="$PEER_CLIENT_ENDPOINTS" --command-timeout=10s \
             member add "$ETCD_NAME" --peer-urls="$ETCD_INITIAL_ADVERTISE_PEER_URLS" >&2
     fi
     log "joining the running cluster as an existing member"
