@@ -51,6 +51,9 @@ class Scenario:
     # The fault takes a whole machine: it needs a lab, and the tool must talk to the
     # swarm through another machine than the one it takes.
     machine: bool = False
+    # Drawn by `chaos soak` (when it applies here, see ``applicable``): a fault that one
+    # machine's cluster heals by itself under load. Not the Docker daemon's restart.
+    soak: bool = True
 
 
 def _container(cluster: Cluster, service: str) -> Container:
@@ -206,6 +209,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         "daemon",
         docker_daemon,
         restart_daemon,
+        soak=False,
     ),
     Scenario(
         12,
