@@ -127,7 +127,9 @@ class SoakResult:
 def spans(faults: Sequence[InjectedFault], end: float) -> list[tuple[float, float]]:
     """Each fault's span: its injection to the next one's, the last one's to ``end``."""
     starts = [f.fault_at for f in faults]
-    return list(zip(starts, [*starts[1:], max(end, starts[-1] if starts else end)], strict=True))
+    if not starts:
+        return []
+    return [(lo, max(lo, hi)) for lo, hi in zip(starts, [*starts[1:], end], strict=True)]
 
 
 def fault_figures(
