@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import itertools
+import json
+from pathlib import Path
 
 import pytest
 
@@ -313,3 +316,56 @@ def test_the_report_has_a_row_per_fault_the_totals_and_marks_failures():
     assert "status did not become healthy" in html and ">FAIL<" in html
     passing = report.render_soak_html(analyse())
     assert ">pass<" in passing and 'class="fail"' not in passing and "seed: 1" in passing
+
+
+# --- a real soak, recorded (stack s5soak, `chaos soak --minutes 5 --seed 11`) -----------------
+
+RECORDED = Path(__file__).parents[1] / "fixtures" / "chaos" / "soak"
+
+
+def recorded_json(name: str):
+    path = RECORDED / name
+    if path.suffix == ".gz":
+        text = gzip.decompress(path.read_bytes()).decode()
+        return (
+            [json.loads(line) for line in text.splitlines()]
+            if ".jsonl" in name
+            else json.loads(text)
+        )
+    return json.loads(path.read_text())
+
+
+def recorded_analysis() -> soak_analysis.SoakResult:
+    run, figures = recorded_json("run.json"), recorded_json("soak.json")
+    return soak_analysis.analyse(
+        run["meta"],
+        [InjectedFault.from_json(f) for f in recorded_json("faults.json")],
+        [Sample.from_json(s) for s in recorded_json("samples.json.gz")],
+        sorted(recorded_json("ledger.jsonl.gz"), key=lambda r: r["t0"]),
+        Accounting.from_dict(recorded_json("accounting.json")),
+        EndStatus(figures["status"]["healthy"], tuple(figures["status"]["problems"])),
+        load_started_at=run["load_started_at"],
+        end=run["end"],
+    )
+
+
+def test_the_recorded_soak_is_read_again_to_the_same_figures():
+    again = json.loads(json.dumps(recorded_analysis().to_json()))
+    assert again == recorded_json("soak.json")
+
+
+def test_the_recorded_soak_shows_each_fault_noticed_repaired_and_back():
+    result = recorded_analysis()
+    assert [f.name for f in result.faults] == [
+        "haproxy-kill",
+        "redis-master-partition",
+        "pg-primary-partition",
+    ]
+    haproxy, redis, pg = result.faults
+    assert haproxy.first_signal == "swarm_task_down"
+    assert pg.first_signal == "haproxy_marked_down" and pg.failed_purchases == 10
+    # a partitioned node comes back after its heal, so later than the role is served again
+    assert redis.rejoin_s > redis.repair_s and pg.rejoin_s > pg.repair_s
+    assert all(f.recovered and f.healthy_s > f.detect_s for f in result.faults)
+    assert result.totals.completed == 127 and result.totals.lost == 0
+    assert result.verdict.passed
