@@ -233,13 +233,12 @@ def test_each_fault_is_read_on_its_own_span():
 
 
 def test_a_later_fault_is_not_taken_for_an_earlier_one():
-    # Web stays whole after 1010; had the span not ended at 1100, the worker's dip at
-    # 1101 would not matter for web, but a second web fault's dip would look like a
-    # relapse of the first: the first fault's rejoin is still 10 s.
+    # The first web kill showed nothing; the second one's dip at 1101 is not its detection.
     faults = [injected(1, 1000, "web"), injected(2, 1100, "web")]
-    samples = [*SAMPLES[:4], sample(1101, web=1), sample(1106)]
+    samples = [sample(t) for t in (995, 1002, 1010, 1050)] + [sample(1101, web=1), sample(1106)]
     first, second = analyse(faults, samples=samples).faults
-    assert first.rejoin_s == 10 and second.detect_s == 1
+    assert first.no_visible_effect and first.detect_s is None and not first.recovered
+    assert (second.detect_s, second.rejoin_s) == (1, 6) and second.recovered
 
 
 def test_totals_and_a_passing_verdict():
