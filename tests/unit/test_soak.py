@@ -314,7 +314,7 @@ def test_the_report_has_a_row_per_fault_the_totals_and_marks_failures():
     assert 'class="fail"' in html and "&lt;worker&gt;" in html and "<worker>" not in html
     assert "status did not become healthy" in html and ">FAIL<" in html
     passing = report.render_soak_html(analyse())
-    assert ">pass<" in passing and 'class="fail"' not in passing and "seed: 1" in passing
+    assert ">pass<" in passing and 'class="fail"' not in passing and "; seed: 1" in passing
 
 
 # --- a real soak, recorded (stack s5soak, `chaos soak --minutes 5 --seed 11`) -----------------

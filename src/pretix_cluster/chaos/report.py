@@ -156,7 +156,8 @@ def write_report(out: Path, results: list[dict[str, Any]], meta: dict[str, Any])
 
 
 def render_soak_html(result: SoakResult) -> str:
-    return reports.render("soak.html.j2", result=result, meta=result.meta)
+    written = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return reports.render("soak.html.j2", result=result, meta={"written": written, **result.meta})
 
 
 def write_soak_report(out: Path, result: SoakResult) -> Path:
