@@ -136,18 +136,20 @@ def soak_command(
     with progress_display("soak: starting", console, _stage, prefix="soak: ") as say:
         result = soak.Soak(cluster, opts, drawn, folder, say).run()
     html = report.write_soak_report(folder, result)
-    _print_soak(result)
-    out.print(f"report: {html}")
+    human = console if as_json else out  # with --json, stdout holds the JSON alone
+    _print_soak(result, human)
+    human.print(f"report: {html}")
     if as_json:
         sys.stdout.write(json.dumps(dataclasses.asdict(result), indent=2, default=str) + "\n")
     if not result.verdict.passed:
         raise typer.Exit(1)
 
 
-def _print_soak(result: soak.SoakResult) -> None:
+def _print_soak(result: soak.SoakResult, to: Console) -> None:
+    """One line per fault (times in seconds after it; at: after the load started), the totals."""
     table = Table(title=f"soak (seed {result.meta['seed']})", title_justify="left")
-    columns = ("#", "scenario", "target", "started s", "detect s", "repaired s", "rejoined s")
-    for label in (*columns, "window s", "healthy s", "failed", "phantom", "recovered"):
+    columns = ("#", "scenario", "target", "at", "detect", "repair", "rejoin", "window")
+    for label in (*columns, "healthy", "failed", "phantom", "ok"):
         table.add_column(label, justify="right")
     for f in result.faults:
         table.add_row(
@@ -169,9 +171,9 @@ def _print_soak(result: soak.SoakResult) -> None:
             ),
             "yes" if f.recovered else "NO",
         )
-    out.print(table)
+    to.print(table)
     t = result.totals
-    out.print(
+    to.print(
         f"completed {t.completed}, failed {t.failed}, lost {t.lost}, oversold {t.oversold}, "
         f"duplicated {t.duplicated}, phantom {t.phantom}; status at the end "
         + (
@@ -181,9 +183,9 @@ def _print_soak(result: soak.SoakResult) -> None:
         )
     )
     style = "green" if result.verdict.passed else "bold red"
-    out.print(f"[{style}]{'pass' if result.verdict.passed else 'FAIL'}[/]")
+    to.print(f"[{style}]{'pass' if result.verdict.passed else 'FAIL'}[/]")
     for reason in result.verdict.reasons:
-        out.print(f"[bold red]  {reason}[/]")
+        to.print(f"[bold red]  {reason}[/]")
 
 
 def _stage(message: str) -> str | None:
