@@ -147,10 +147,11 @@ def soak_command(
 
 def _print_soak(result: soak.SoakResult, to: Console) -> None:
     """One line per fault (times in seconds after it; at: after the load started), the totals."""
-    table = Table(title=f"soak (seed {result.meta['seed']})", title_justify="left")
+    table = Table(title=f"soak (seed {result.meta['seed']})", title_justify="left", box=None)
     columns = ("#", "scenario", "target", "at", "detect", "repair", "rejoin", "window")
     for label in (*columns, "healthy", "failed", "phantom", "ok"):
-        table.add_column(label, justify="right")
+        text = label in ("scenario", "target")
+        table.add_column(label, justify="left" if text else "right", no_wrap=text)
     for f in result.faults:
         table.add_row(
             *(
