@@ -6,6 +6,7 @@ import dataclasses
 import gzip
 import itertools
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -368,3 +369,69 @@ def test_the_recorded_soak_shows_each_fault_noticed_repaired_and_back():
     assert all(f.recovered and f.healthy_s > f.detect_s for f in result.faults)
     assert result.totals.completed == 127 and result.totals.lost == 0
     assert result.verdict.passed
+
+
+# --- the loop, with the cluster faked: a fault not recovered in time -------------------------
+
+
+@dataclasses.dataclass
+class FakeFault:
+    needs_heal: bool = True
+    injected: int = 0
+    healed: int = 0
+
+    def inject(self) -> None:
+        self.injected += 1
+
+    def heal(self) -> None:
+        self.healed += 1
+
+    def describe(self) -> str:
+        return "freeze etcd-1"
+
+
+class NeverHealthy:
+    """A status watch that never sees a healthy cluster."""
+
+    def __init__(self, cluster):
+        self.not_before = self.healthy_at = None
+        self.checks = [{"t": 0, "healthy": False, "problems": ["etcd-1: not answering"]}]
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+class Running:
+    def is_alive(self) -> bool:
+        return True
+
+
+def fake_soak(monkeypatch, fault: FakeFault) -> soak.Soak:
+    monkeypatch.setattr(soak, "HealthWatch", NeverHealthy)
+    monkeypatch.setattr(soak, "desired_tasks", lambda cluster: {"etcd-1": 1})
+    scenario = Scenario(
+        15,
+        "etcd-freeze",
+        "etcd member frozen",
+        "service",
+        lambda c: Target("etcd-1", "etcd-1", "leader", None),
+        lambda c, t: fault,
+    )
+    run = object.__new__(soak.Soak)
+    run.cluster, run.say, run.injected, run.load = None, lambda m: None, [], Running()
+    run.opts = soak.SoakOptions(minutes=5, recover_timeout=0.3, interval_min=10)
+    run.draw = soak.Draw(1, [scenario], 10, 10)
+    run.sampler = type("S", (), {"samples": [], "avoid": None})()
+    return run
+
+
+def test_a_fault_not_recovered_in_time_is_healed_recorded_and_ends_the_faults(monkeypatch):
+    fault = FakeFault()
+    run = fake_soak(monkeypatch, fault)
+    error = run._faults(end=time.time() + 300)
+    assert error == "fault 1 (etcd-freeze): not recovered within 0 s (etcd-1: not answering)"
+    assert (fault.injected, fault.healed) == (1, 1)  # one fault only, and undone
+    (record,) = run.injected
+    assert record.error.startswith("not recovered") and record.healthy_at is None
+    assert run.sampler.avoid is None
