@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
+import secrets
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -13,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from pretix_cluster import swarm
-from pretix_cluster.chaos import report
+from pretix_cluster.chaos import report, soak
 from pretix_cluster.chaos.runner import ChaosOptions, reanalyse, run_scenario
 from pretix_cluster.chaos.scenarios import SCENARIOS, select
 from pretix_cluster.cli_options import DEFAULT_SPEC, SpecOption
@@ -88,6 +90,103 @@ def run(
     out.print(f"report: {html}")
     if not all(f["verdict"]["passed"] for f in done):
         raise typer.Exit(1)
+
+
+@app.command("soak")
+def soak_command(
+    spec_file: SpecOption = DEFAULT_SPEC,
+    minutes: Annotated[float, typer.Option(help="minutes of steady load")] = 10.0,
+    seed: Annotated[
+        int | None, typer.Option(help="seed of the draw (default: a random one, printed)")
+    ] = None,
+    scenarios: Annotated[
+        str | None, typer.Option(help="the pool: numbers or names, comma-separated (default: all)")
+    ] = None,
+    interval_min: Annotated[float, typer.Option(help="least seconds between faults")] = 30.0,
+    interval_max: Annotated[float, typer.Option(help="most seconds between faults")] = 60.0,
+    users: Annotated[int, typer.Option(help="concurrent buyers of the steady load")] = 8,
+    recover_timeout: Annotated[
+        float, typer.Option(help="seconds for a fault to be healed, rejoined and healthy")
+    ] = 240.0,
+    results: Annotated[
+        Path | None, typer.Option("--out", help="results folder (default results/soak-<stamp>/)")
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="print the soak's figures as JSON")
+    ] = False,
+) -> None:
+    """One steady load for --minutes, a random fault from the catalogue every 30-60 s, each
+    healed before the next; exit 1 unless nothing was lost, oversold or duplicated, every
+    fault recovered and status is healthy at the end."""
+    opts = soak.SoakOptions(
+        minutes=minutes,
+        seed=secrets.randbelow(1_000_000) if seed is None else seed,
+        scenarios=tuple(n.strip() for n in (scenarios or "").split(",") if n.strip()),
+        interval_min=interval_min,
+        interval_max=interval_max,
+        users=users,
+        recover_timeout=recover_timeout,
+    )
+    opts.validate()
+    drawn = soak.pool(opts.scenarios, on_lab=swarm.is_remote())
+    cluster = Cluster.from_file(spec_file)
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
+    folder = (results or Path("results") / f"soak-{stamp}").resolve()
+    console.print(f"soak: seed {opts.seed}, pool {', '.join(s.name for s in drawn)}")
+    with progress_display("soak: starting", console, _stage, prefix="soak: ") as say:
+        result = soak.Soak(cluster, opts, drawn, folder, say).run()
+    html = report.write_soak_report(folder, result)
+    human = console if as_json else out  # with --json, stdout holds the JSON alone
+    _print_soak(result, human)
+    human.print(f"report: {html}")
+    if as_json:
+        sys.stdout.write(json.dumps(dataclasses.asdict(result), indent=2, default=str) + "\n")
+    if not result.verdict.passed:
+        raise typer.Exit(1)
+
+
+def _print_soak(result: soak.SoakResult, to: Console) -> None:
+    """One line per fault (times in seconds after it; at: after the load started), the totals."""
+    table = Table(title=f"soak (seed {result.meta['seed']})", title_justify="left", box=None)
+    columns = ("#", "scenario", "target", "at", "detect", "repair", "rejoin", "window")
+    for label in (*columns, "healthy", "failed", "phantom", "ok"):
+        text = label in ("scenario", "target")
+        table.add_column(label, justify="left" if text else "right", no_wrap=text)
+    for f in result.faults:
+        table.add_row(
+            *(
+                report._n(v)
+                for v in (
+                    f.number,
+                    f.name,
+                    f.target,
+                    f.started_s,
+                    f.detect_s,
+                    f.repair_s,
+                    f.rejoin_s,
+                    f.window_s,
+                    f.healthy_s,
+                    f.failed_purchases,
+                    f.phantom,
+                )
+            ),
+            "yes" if f.recovered else "NO",
+        )
+    to.print(table)
+    t = result.totals
+    to.print(
+        f"completed {t.completed}, failed {t.failed}, lost {t.lost}, oversold {t.oversold}, "
+        f"duplicated {t.duplicated}, phantom {t.phantom}; status at the end "
+        + (
+            "healthy"
+            if result.status.healthy
+            else "UNHEALTHY: " + "; ".join(result.status.problems)
+        )
+    )
+    style = "green" if result.verdict.passed else "bold red"
+    to.print(f"[{style}]{'pass' if result.verdict.passed else 'FAIL'}[/]")
+    for reason in result.verdict.reasons:
+        to.print(f"[bold red]  {reason}[/]")
 
 
 def _stage(message: str) -> str | None:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from pretix_cluster import reports
+from pretix_cluster.chaos.soak_analysis import SoakResult
 
 COLUMNS = (
     ("#", "scenario"),
@@ -158,4 +159,17 @@ def write_report(out: Path, results: list[dict[str, Any]], meta: dict[str, Any])
     (out / "summary.json").write_text(
         json.dumps({"meta": meta, "rows": [row(f) for f in results]}, indent=2) + "\n"
     )
+    return path
+
+
+def render_soak_html(result: SoakResult) -> str:
+    written = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return reports.render("soak.html.j2", result=result, meta={"written": written, **result.meta})
+
+
+def write_soak_report(out: Path, result: SoakResult) -> Path:
+    """report.html of a soak, with its figures (soak.json) beside it."""
+    (out / "soak.json").write_text(json.dumps(result.to_json(), indent=2, default=str) + "\n")
+    path = out / "report.html"
+    path.write_text(render_soak_html(result))
     return path

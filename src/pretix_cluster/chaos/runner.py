@@ -107,7 +107,7 @@ def _recent_completions(tail: LedgerTail, done: list[float]) -> int:
     return sum(1 for t in done if t >= horizon)
 
 
-def _warm_up(load: LoadThread, ledger_dir: Path, opts: ChaosOptions, say: Say) -> float:
+def warm_up(load: LoadThread, ledger_dir: Path, opts: ChaosOptions, say: Say) -> float:
     """Wait for Locust's start, then for ``fault_at`` s of steadily completing purchases."""
     deadline = time.monotonic() + LOAD_START_TIMEOUT_S
     marker = ledger_dir / "test_start"
@@ -173,7 +173,7 @@ def run_scenario(
     sampler.start()
     load.start()
     try:
-        started = _warm_up(load, load_dir / "ledger", opts, say)
+        started = warm_up(load, load_dir / "ledger", opts, say)
         target = scenario.pick(cluster)
         watch = analysis.Watch(
             scenario.watch, target.service, target.node, desired_tasks(cluster), target.members

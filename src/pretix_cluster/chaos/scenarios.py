@@ -57,6 +57,9 @@ class Scenario:
     # Swarm replaces no task of these services (the application tier rides it out).
     keeps_selling: bool = False
     keeps_tasks: tuple[str, ...] = ()
+    # Drawn by `chaos soak` (when it applies here, see ``applicable``): a fault that one
+    # machine's cluster heals by itself under load. Not the Docker daemon's restart.
+    soak: bool = True
 
 
 def _container(cluster: Cluster, service: str) -> Container:
@@ -239,6 +242,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         "daemon",
         docker_daemon,
         restart_daemon,
+        soak=False,
     ),
     Scenario(
         12,
