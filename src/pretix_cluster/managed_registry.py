@@ -132,7 +132,9 @@ def _copy_image_to(cluster: Cluster, node: placement.Node, image: str, progress:
         return
     progress(f"registry: copying {image} to {node.hostname}")
     try:
-        target.images.load(cluster.builder.images.get(image).save(named=True))
+        # Saved under this very tag: after a push the image also carries registry-qualified
+        # tags, and the first of those would be the only name it had there.
+        target.images.load(cluster.builder.images.get(image).save(named=image))
     except (docker.errors.DockerException, OSError) as exc:
         raise UserError(
             f"Copying {image} to {node.hostname} failed ({str(exc).splitlines()[0][:160]}); "
