@@ -27,15 +27,9 @@ from pretix_cluster.loadtest.summary import (
 )
 from pretix_cluster.render.stack import dump_stack
 from pretix_cluster.render.topology import HA, SINGLE_NODE, single_node_spec
-from pretix_cluster.secrets import SecretStore
 from pretix_cluster.spec import ClusterSpec, TlsSection, parse_spec
 
 IMAGES = ImageSet({c: f"pretix-cluster/{c}:unit" for c in COMPONENTS})
-
-
-@pytest.fixture
-def values(tmp_path):
-    return SecretStore(tmp_path / "secrets").ensure_all()
 
 
 @pytest.fixture

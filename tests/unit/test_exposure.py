@@ -14,17 +14,12 @@ from pretix_cluster.errors import UserError
 from pretix_cluster.images.build import COMPONENTS, ImageSet
 from pretix_cluster.render.stack import MADE_WITH_LABEL
 from pretix_cluster.render.topology import HA, SINGLE_NODE
-from pretix_cluster.secrets import SecretStore, data_fingerprint
+from pretix_cluster.secrets import data_fingerprint
 from pretix_cluster.spec import PORTS, ClusterSpec
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 PG_PASSWORDS = ("pg_superuser_password", "pg_replication_password", "pg_rewind_password")
 IMAGES = ImageSet({c: f"pretix-cluster/{c}:unit" for c in COMPONENTS})
-
-
-@pytest.fixture
-def values(tmp_path):
-    return SecretStore(tmp_path / "secrets").ensure_all()
 
 
 @pytest.fixture

@@ -17,14 +17,8 @@ from pretix_cluster.render.configs import (
 )
 from pretix_cluster.render.stack import dump_stack
 from pretix_cluster.render.topology import HA
-from pretix_cluster.secrets import SecretStore
 from pretix_cluster.spec import PORTS, ClusterSpec
 from pretix_cluster.tls import LocalCA
-
-
-@pytest.fixture
-def values(tmp_path):
-    return SecretStore(tmp_path / "secrets").ensure_all()
 
 
 @pytest.fixture

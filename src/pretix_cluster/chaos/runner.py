@@ -178,7 +178,10 @@ def run_scenario(
         watch = analysis.Watch(
             scenario.watch, target.service, target.node, desired_tasks(cluster), target.members
         )
-        tasks_before = swarm.running_task_ids(cluster.client, cluster.stack)
+        # Only a scenario that promises to leave tasks alone needs to know them.
+        tasks_before = (
+            swarm.running_task_ids(cluster.client, cluster.stack) if scenario.keeps_tasks else {}
+        )
         sampler.avoid = target.node
         fault = scenario.fault(cluster, target)
         figures |= {"target": _target_dict(target), "fault": fault.describe(), "kind": fault.kind}
