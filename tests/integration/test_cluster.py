@@ -22,13 +22,25 @@ from .conftest import cli
 pytestmark = pytest.mark.integration
 
 
-def get_through_nginx(cluster: Cluster, path: str, timeout: float = 10) -> httpx.Response:
+def get_through_nginx(
+    cluster: Cluster, path: str, timeout: float = 10, headers: dict[str, str] | None = None
+) -> httpx.Response:
     """The published port on loopback, with the Host header pretix expects, verified TLS."""
-    return httpx.get(
+    return send_through_nginx(cluster, "GET", path, timeout, headers=headers)
+
+
+def send_through_nginx(
+    cluster: Cluster, method: str, path: str, timeout: float = 60, **kw
+) -> httpx.Response:
+    """Any request through the edge, as get_through_nginx sends it."""
+    headers = {"Host": cluster.spec.shop_netloc, **(kw.pop("headers", None) or {})}
+    return httpx.request(
+        method,
         cluster.spec.local_url() + path,
-        headers={"Host": cluster.spec.shop_netloc},
+        headers=headers,
         timeout=timeout,
         verify=cluster.shop_trust().verify(),
+        **kw,
     )
 
 

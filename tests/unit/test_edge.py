@@ -18,6 +18,7 @@ from pretix_cluster.tls import LocalCA
 
 HTTPS = {"cluster": {"url": "https://tickets.example.org:8443"}, "nginx": {"port": 8443}}
 HTTP = {"cluster": {"url": "http://127.0.0.1:8080"}}
+UNAVAILABLE = f"location = {nginx.UNAVAILABLE_LOCATION} "
 IMAGES = ImageSet({c: f"pretix-cluster/{c}:unit" for c in COMPONENTS})
 
 
@@ -78,7 +79,7 @@ def test_hsts_is_on_every_https_answer_and_follows_the_spec():
     header = 'add_header Strict-Transport-Security "max-age=31536000" always;'
     shop = servers(conf)[-1]
     # add_header in a location replaces the server's: each such location repeats it.
-    for where in ("location /static/ ", "location /media/ ", "location @unavailable "):
+    for where in ("location /static/ ", "location /media/ ", UNAVAILABLE):
         assert header in block(shop, where), where
     assert header in shop.split("location")[0]
     assert "Strict-Transport-Security" not in servers(conf)[0]
@@ -101,12 +102,16 @@ def test_only_the_unavailable_codes_are_replaced_by_the_503_page(raw):
     shop = servers(conf_of(raw))[-1]
     proxied = block(shop, "location / ")
     assert "proxy_intercept_errors on;" in proxied
-    pages = re.findall(r"error_page ([0-9 ]+) =503 @unavailable;", proxied)
-    assert pages == [" ".join(str(c) for c in nginx.UNAVAILABLE_CODES)]
+    pages = re.findall(r"error_page ([0-9 ]+) =503 (\S+);", proxied)
+    # A URI (nginx then makes the request a GET), never a named location: there a
+    # failed POST or PATCH would meet the static file handler and get 405, not the page.
+    codes = " ".join(str(c) for c in nginx.UNAVAILABLE_CODES)
+    assert pages == [(codes, nginx.UNAVAILABLE_LOCATION)]
     assert not any(code < 500 for code in nginx.UNAVAILABLE_CODES)
     # Nothing else is intercepted: pretix's 4xx, and every other location, pass unchanged.
     assert shop.count("error_page") == 1
-    unavailable = block(shop, "location @unavailable ")
+    unavailable = block(shop, UNAVAILABLE)
+    assert unavailable.lstrip().startswith("internal;")
     assert f"add_header Retry-After {nginx.RETRY_AFTER_S} always;" in unavailable
     assert f"root {nginx.PAGES_DIR};" in unavailable
     # What was replaced: a 500/502/504 on a POST may have acted, a plain 503 did not.
@@ -114,7 +119,8 @@ def test_only_the_unavailable_codes_are_replaced_by_the_503_page(raw):
 
 
 def test_api_clients_get_the_json_page_and_browsers_the_html_one():
-    mapping = block(conf_of(HTTPS), "    map $uri $unavailable_page ")
+    # The request's own URI: after the redirect to the page's location $uri names that.
+    mapping = block(conf_of(HTTPS), "    map $request_uri $unavailable_page ")
     assert f"~^{nginx.API_PREFIX} /{nginx.PAGE_JSON};" in mapping
     assert f"default /{nginx.PAGE_HTML};" in mapping
 

@@ -37,7 +37,7 @@ from pretix_cluster.chaos.observe import HealthWatch, Sample, Sampler
 from pretix_cluster.chaos.scenarios import Scenario, Target, pg_primary, redis_master
 from pretix_cluster.cluster import Cluster
 from pretix_cluster.errors import UserError
-from pretix_cluster.loadtest.ledger import LedgerTail, read_ledger
+from pretix_cluster.loadtest.ledger import TEST_START, LedgerTail, read_ledger
 from pretix_cluster.loadtest.runner import LoadOptions, RunResult, run_loadtest
 
 Say = Callable[[str], None]
@@ -110,7 +110,7 @@ def _recent_completions(tail: LedgerTail, done: list[float]) -> int:
 def warm_up(load: LoadThread, ledger_dir: Path, opts: ChaosOptions, say: Say) -> float:
     """Wait for Locust's start, then for ``fault_at`` s of steadily completing purchases."""
     deadline = time.monotonic() + LOAD_START_TIMEOUT_S
-    marker = ledger_dir / "test_start"
+    marker = ledger_dir / TEST_START
     while not marker.exists():
         if not load.is_alive() or time.monotonic() > deadline:
             raise RuntimeError("the load did not start" + _load_error(load))

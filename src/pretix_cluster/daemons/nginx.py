@@ -30,6 +30,8 @@ PAGE_JSON = "unavailable.json"
 TLS_CERT = "tls.crt"
 TLS_KEY = "tls.key"
 PAGES_DIR = "/etc/nginx/unavailable"
+# The internal location error_page redirects to; the outside gets 404 for it.
+UNAVAILABLE_LOCATION = "/_cluster/unavailable"
 SECRETS_DIR = "/run/secrets"
 NGINX_UID = "33"  # www-data in the nginx image
 
@@ -49,6 +51,7 @@ def config_context(spec: ClusterSpec) -> dict[str, object]:
             "codes": UNAVAILABLE_CODES,
             "retry_after": RETRY_AFTER_S,
             "dir": PAGES_DIR,
+            "location": UNAVAILABLE_LOCATION,
             "html": PAGE_HTML,
             "json": PAGE_JSON,
             "api_prefix": API_PREFIX,

@@ -23,6 +23,20 @@ from pathlib import Path
 from typing import IO, Any
 
 LEDGER_GLOB = "ledger-*.jsonl"
+TEST_START = "test_start"  # Locust's start of the measured load, written by the locustfile
+
+
+def start_ledger(directory: Path | str) -> Path:
+    """An empty ledger folder for a new run.
+
+    A results folder holds one run: a previous run's ledger left in it would count
+    that run's buyers as this run's, and their orders (in another event) as lost.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in [*directory.glob(LEDGER_GLOB), directory / TEST_START]:
+        stale.unlink(missing_ok=True)
+    return directory
 
 
 class LedgerWriter:

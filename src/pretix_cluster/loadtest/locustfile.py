@@ -29,7 +29,7 @@ from locust.runners import WorkerRunner
 
 from pretix_cluster.loadtest import flows
 from pretix_cluster.loadtest.config import CONFIG_ENV, config_from_env
-from pretix_cluster.loadtest.ledger import LedgerWriter
+from pretix_cluster.loadtest.ledger import TEST_START, LedgerWriter
 from pretix_cluster.loadtest.shapes import Plan
 
 CONFIG = config_from_env()
@@ -128,7 +128,7 @@ def _mark_start(environment, **_kw) -> None:
     _TEST_START[0] = time.time()
     if not isinstance(environment.runner, WorkerRunner):
         Path(CONFIG.ledger_dir).mkdir(parents=True, exist_ok=True)
-        (Path(CONFIG.ledger_dir) / "test_start").write_text(f"{time.time():.3f}\n")
+        (Path(CONFIG.ledger_dir) / TEST_START).write_text(f"{time.time():.3f}\n")
 
 
 @events.quitting.add_listener

@@ -44,7 +44,13 @@ from pretix_cluster.loadtest import accounting as accounting_module
 from pretix_cluster.loadtest import cpu as cpu_module
 from pretix_cluster.loadtest import flows, report, shapes
 from pretix_cluster.loadtest.config import CONFIG_ENV, RunConfig
-from pretix_cluster.loadtest.ledger import LedgerTail, LedgerWriter, read_ledger
+from pretix_cluster.loadtest.ledger import (
+    TEST_START,
+    LedgerTail,
+    LedgerWriter,
+    read_ledger,
+    start_ledger,
+)
 from pretix_cluster.loadtest.pretixapi import ApiError, PretixApi
 from pretix_cluster.loadtest.summary import Accounting, LoadSummary
 from pretix_cluster.shop_tls import ShopTrust
@@ -327,7 +333,7 @@ def _prepare_event(
         item_id=ev["item_id"],
         quota_id=ev["quota_id"],
         quota_size=ev["quota_size"],
-        ledger_dir=str(out / "ledger"),
+        ledger_dir=str(start_ledger(out / "ledger")),
         plan={},
         pace_s=1.0,
         token_file=str(shop.token_file),
@@ -556,7 +562,7 @@ def _calibrate(cfg: RunConfig, opts: LoadOptions, token: str, say) -> dict[str, 
 
 
 def _test_start(out: Path, ledger: list[dict[str, Any]], fallback: float) -> float:
-    marker = out / "ledger" / "test_start"
+    marker = out / "ledger" / TEST_START
     if marker.exists():
         try:
             return float(marker.read_text().strip())
