@@ -7,7 +7,7 @@ import time
 import httpx
 import pytest
 
-from pretix_cluster import status
+from pretix_cluster import status, swarm
 from pretix_cluster.cluster import Cluster
 from pretix_cluster.daemons.nginx import RETRY_AFTER_S, UPSTREAM_STATUS_HEADER
 from pretix_cluster.daemons.pretix import LIVE_PATH
@@ -63,6 +63,9 @@ def test_without_the_data_tier_buyers_get_the_503_page_and_api_clients_json(clus
     token = {"Authorization": f"Token {cluster.api_token()}"}
     haproxy.scale(0)
     try:
+        # Until its containers are gone a stopping HAProxy still carries the connections it
+        # has: a web process holding one would answer from the database.
+        _wait_for(lambda: not swarm.running_containers(cluster.client, cluster.stack, "haproxy"))
         _wait_for(lambda: get_through_nginx(cluster, shop_path, 60).status_code == 503)
         page = get_through_nginx(cluster, shop_path, 60)
         api = get_through_nginx(cluster, event_path, 60, headers=token)

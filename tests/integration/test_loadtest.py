@@ -9,12 +9,14 @@ asserted: this machine's two cores are shared with the cluster under test.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 from pretix_cluster.cluster import Cluster
-from pretix_cluster.loadtest.runner import LoadOptions, run_loadtest
+from pretix_cluster.loadtest.ledger import read_ledger
+from pretix_cluster.loadtest.runner import ORDERS_FILE, LoadOptions, RunResult, run_loadtest
 from pretix_cluster.loadtest.summary import Accounting
 
 pytestmark = pytest.mark.integration
@@ -42,6 +44,33 @@ def assert_accounting_holds(acc: Accounting | None) -> None:
         print(f"orders whose buyer saw an error: {acc.phantom_unacknowledged}")
 
 
+def evidence(result: RunResult) -> str:
+    """Each order (created, status, positions, e-mail) and what its buyer's ledger says.
+
+    Printed when the accounting fails: CI keeps only the output, not the results folder.
+    """
+    orders = json.loads((result.out / ORDERS_FILE).read_text())
+    by_email = {r.get("email"): r for r in read_ledger(result.out / "ledger")}
+    lines = [f"availability: {orders['availability']}"]
+    for o in sorted(orders["orders"], key=lambda o: o.get("datetime") or ""):
+        r = by_email.get(o.get("email"), {})
+        positions = [(p.get("item"), p.get("canceled", False)) for p in o.get("positions", [])]
+        lines.append(
+            f"{o['code']} {o.get('datetime')} {o.get('status')} {positions} {o.get('email')}"
+            f" -> {r.get('outcome')} {r.get('kind', '')} t0={r.get('t0')} t1={r.get('t1')}"
+            f" retries={r.get('retry_kinds')} code={r.get('code') or r.get('code_hint')}"
+        )
+    return "\n".join(lines)
+
+
+def assert_run_accounting_holds(result: RunResult) -> None:
+    try:
+        assert_accounting_holds(result.summary.accounting)
+    except AssertionError:
+        print(evidence(result))
+        raise
+
+
 def test_every_completed_purchase_is_an_order_and_nothing_else(cluster: Cluster, tmp_path: Path):
     result = run_loadtest(
         cluster,
@@ -57,7 +86,7 @@ def test_every_completed_purchase_is_an_order_and_nothing_else(cluster: Cluster,
     )
     summary = result.summary
     assert summary.purchases.completed > 0
-    assert_accounting_holds(summary.accounting)
+    assert_run_accounting_holds(result)
     assert (result.out / "report.html").exists()
     assert (result.out / "locust_stats.csv").exists()
 
@@ -80,7 +109,7 @@ def test_a_small_quota_under_more_demand_is_never_oversold(cluster: Cluster, tmp
     )
     summary = result.summary
     acc = summary.accounting
-    assert_accounting_holds(acc)
+    assert_run_accounting_holds(result)
     assert acc.quota.size == quota
     assert acc.quota.sold <= quota
     # the demand really exceeded the quota: buyers were turned away as sold out

@@ -20,7 +20,9 @@ ledger; nothing is filtered by time.
 
 from __future__ import annotations
 
+import json
 from collections import Counter, defaultdict
+from pathlib import Path
 from typing import Any
 
 from pretix_cluster.loadtest.flows import attempt_of_email
@@ -39,10 +41,17 @@ def account(
     quota_id: int,
     quota_size: int,
     ledger: list[dict[str, Any]],
+    evidence: Path | None = None,
 ) -> dict[str, Any]:
-    """The event's orders vs the ledger; ``ok`` when nothing is lost, extra or oversold."""
+    """The event's orders vs the ledger; ``ok`` when nothing is lost, extra or oversold.
+
+    ``evidence``: where to keep the orders and the quota's availability as pretix
+    answered them, so that a failed accounting can be explained after the run.
+    """
     orders = api.orders(event)
     availability = api.quota_availability(event, quota_id)
+    if evidence is not None:
+        evidence.write_text(json.dumps({"orders": orders, "availability": availability}, indent=1))
     return reconcile(
         orders,
         availability,

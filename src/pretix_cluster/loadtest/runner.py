@@ -60,6 +60,7 @@ USER_CLASSES = {"shop": "ShopBuyer", "api": "ApiBuyer"}
 OVERSELL_QUOTA = 30
 IDLE_SAMPLE_S = 5.0
 SETTLE_S = 5.0  # orders placed by tasks still in flight at the end land before the accounting
+ORDERS_FILE = "orders.json"  # the event's orders as pretix answered them at the accounting
 
 
 @dataclasses.dataclass
@@ -459,6 +460,7 @@ def _account(api: PretixApi, cfg: RunConfig, ledger: list[dict[str, Any]], say) 
             quota_id=cfg.quota_id,
             quota_size=cfg.quota_size,
             ledger=ledger,
+            evidence=Path(cfg.ledger_dir).parent / ORDERS_FILE,
         )
     except (ApiError, httpx.HTTPError) as e:
         return {"ok": False, "problems": [f"accounting failed: {e}"], "error": str(e)}
