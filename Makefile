@@ -33,9 +33,9 @@ test: $(VENV)/.installed
 	./scripts/ensure-docker.sh
 	$(VENV)/bin/ruff check src tests
 	$(PYTEST) tests/unit
-	$(PYTEST) -m integration tests/integration
+	$(PYTEST) -m integration --durations=15 tests/integration
 	# After the single-machine cluster is gone: three lab machines, the cluster across them.
-	$(PYTEST) -m integration tests/lab
+	$(PYTEST) -m integration --durations=10 tests/lab
 
 # A load run against the running cluster (cluster.toml): phases 0.5x..10x of the target.
 loadtest: $(VENV)/.installed
@@ -58,8 +58,8 @@ unit: $(VENV)/.installed
 	$(PYTEST) tests/unit
 
 integration: $(VENV)/.installed
-	$(PYTEST) -m integration tests/integration
-	$(PYTEST) -m integration tests/lab
+	$(PYTEST) -m integration --durations=15 tests/integration
+	$(PYTEST) -m integration --durations=10 tests/lab
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check src tests
