@@ -141,6 +141,15 @@ class PostgresSection(_Section):
         True,
         description="a primary that loses etcd keeps serving while every member still answers it",
     )
+    # pretix's side of a failover: a new connection retries while HAProxy has no primary.
+    # Below gunicorn's 60 s worker timeout; after a wait that ran out, pretix fails fast
+    # for 30 s (an outage, not a failover) so that no worker is held again.
+    connect_wait: int = Field(
+        25,
+        ge=0,
+        le=50,
+        description="seconds a new connection from pretix waits for a primary; 0: fail at once",
+    )
     max_connections: int = Field(200, ge=20)
     shared_buffers: str = "128MB"
     memory: MemorySize = Field("384M", description=MEMORY_HELP)

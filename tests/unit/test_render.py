@@ -1,5 +1,6 @@
 """The rendered stack is valid for Swarm, complete, and free of secret values."""
 
+import configparser
 import subprocess
 
 import pytest
@@ -119,6 +120,15 @@ def test_patroni_config_is_yaml_with_synchronous_mode(files):
     config = yaml.safe_load(files["patroni.yml"].content)
     assert config["bootstrap"]["dcs"]["synchronous_mode"] is True
     assert config["bootstrap"]["dcs"]["postgresql"]["use_pg_rewind"] is True
+
+
+@pytest.mark.parametrize("wait", [None, 0, 40])
+def test_pretix_waits_for_a_primary_as_long_as_the_spec_says(values, edge, wait):
+    spec = ClusterSpec() if wait is None else ClusterSpec(postgres={"connect_wait": wait})
+    cfg = configparser.RawConfigParser()
+    cfg.read_string(HA.files(spec, values, edge)["pretix.cfg"].content)
+    # read by the image's pretix_cluster_settings, which falls back to 25 without it
+    assert cfg.getint("pretix_cluster", "db_connect_wait") == (25 if wait is None else wait)
 
 
 def test_pretix_never_points_at_a_single_backend_node(files, spec):

@@ -34,6 +34,7 @@ def config_context(spec: ClusterSpec, values: dict[str, str]) -> dict[str, objec
             "name": DB_NAME,
             "user": DB_USER,
             "password": values["pg_pretix_password"],
+            "connect_wait": spec.postgres.connect_wait,
         },
         "replica": {"host": "haproxy", "port": PORTS.haproxy_pg_replicas},
         "redis": {

@@ -19,6 +19,11 @@ pretix.cfg cannot express:
   worker timeout. Without them a paused PostgreSQL primary held every sync
   gunicorn worker, the liveness check queued behind them, and Swarm restarted
   healthy web replicas during a data-tier outage.
+* New database connections wait through a failover (``pretix_cluster_db``, up to
+  ``[pretix_cluster] db_connect_wait`` seconds, the spec's ``[postgres]
+  connect_wait``): while HAProxy has no primary it closes every new connection,
+  and each request that needed one answered 500. The engine keeps
+  ``.postgresql`` in its dotted path, which pretix tests for.
 * Logging goes to the console only (container logs); pretix's file handlers
   (``<datadir>/logs/pretix.log``, ``csp.log``) would grow without bound in the
   container's writable layer.  Set ``[pretix_cluster] file_logs = on`` to keep them.
@@ -53,11 +58,18 @@ DATA_TIER_TIMEOUTS = {
         "keepalives_count": 3,
         "tcp_user_timeout": 10000,
     },
+    # A new connection retried for up to [postgres] connect_wait of the spec (a
+    # failover: Patroni's ttl is 20 s); after a wait that ran out, none for 30 s
+    # (an outage: keep the workers free).
+    "postgresql_connect_wait_s": config.getint("pretix_cluster", "db_connect_wait", fallback=25),
+    "postgresql_connect_pause_s": 30,
     "redis_connect_s": 5,
     "redis_socket_s": 10,
 }
 
 for _database in DATABASES.values():
+    if _database["ENGINE"] == "django.db.backends.postgresql":
+        _database["ENGINE"] = "pretix_cluster_db.postgresql"
     _database["CONN_HEALTH_CHECKS"] = True
     # pretix shares one OPTIONS dict between its databases: give each its own copy.
     _database["OPTIONS"] = {**_database.get("OPTIONS", {}), **DATA_TIER_TIMEOUTS["postgresql"]}

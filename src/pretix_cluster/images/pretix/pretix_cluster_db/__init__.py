@@ -1,0 +1,1 @@
+"""pretix-cluster's database backend for pretix (ENGINE ``pretix_cluster_db.postgresql``)."""
