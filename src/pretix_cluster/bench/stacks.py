@@ -24,6 +24,8 @@ from pretix_cluster.render.topology import SINGLE_NODE, single_node_spec
 
 BASELINE_STATE = "baseline"
 PAUSE_TIMEOUT = 180  # longer than the longest stop_grace_period (60 s)
+# A node label nothing sets: a global service constrained to it runs nowhere.
+PAUSED_CONSTRAINT = "node.labels.pretix-cluster.paused==true"
 
 
 def baseline_of(cluster: Cluster) -> Cluster:
@@ -63,10 +65,24 @@ def pause(cluster: Cluster, progress: swarm.Progress) -> bool:
     for step in (0, 1, 2):
         group = [s for s in services if rank(s) == step]
         for service in group:
-            if service.attrs["Spec"].get("Mode", {}).get("Replicated", {}).get("Replicas") != 0:
-                service.scale(0)
+            _stop_tasks(service)
         _wait_stopped(cluster, {s.name for s in group}, progress)
     return True
+
+
+def _stop_tasks(service: Service) -> None:
+    """A replicated service to 0 replicas; a global one (nginx) onto no node.
+
+    Swarm cannot scale a global service, so it gets a constraint no node has; the
+    next `up` deploys the stack file again, which restores its placement.
+    """
+    spec = service.attrs["Spec"]
+    if "Global" in spec.get("Mode", {}):
+        constraints = spec.get("TaskTemplate", {}).get("Placement", {}).get("Constraints") or []
+        if PAUSED_CONSTRAINT not in constraints:
+            service.update(constraints=[*constraints, PAUSED_CONSTRAINT])
+    elif spec.get("Mode", {}).get("Replicated", {}).get("Replicas") != 0:
+        service.scale(0)
 
 
 def _wait_stopped(cluster: Cluster, names: set[str], progress: swarm.Progress) -> None:
