@@ -20,7 +20,12 @@ HOSTILE = "<script>alert(1)</script>"
 
 def plan() -> shapes.Plan:
     return shapes.make_plan(
-        "phases", target_per_min=30.0, duration_s=DURATION, pace_s=6.0, max_users=50
+        "phases",
+        target_per_min=30.0,
+        duration_s=DURATION,
+        pace_s=6.0,
+        max_users=50,
+        weights=(1, 1, 1, 1),
     )
 
 

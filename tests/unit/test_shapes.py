@@ -1,9 +1,10 @@
-"""Load shapes: purchases/min targets turned into buyers over time."""
+"""Load shapes: purchases/min targets turned into buyers over time, and their steady windows."""
 
 from __future__ import annotations
 
 import pytest
 
+from pretix_cluster.loadtest.report import phase_figures
 from pretix_cluster.loadtest.shapes import Plan, buyers_for, make_plan, pace_for
 
 
@@ -34,6 +35,7 @@ def test_phases_step_through_the_multipliers():
         pace_s=10,
         max_users=500,
         multipliers=(0.5, 1, 2),
+        weights=(1, 1, 1),
         ramp_s=10,
     )
     assert [p.name for p in plan.phases] == ["0.5x", "1x", "2x"]
@@ -43,6 +45,13 @@ def test_phases_step_through_the_multipliers():
     assert plan.tick(140) == (10, 0.5)  # 5 more buyers over the 10 s ramp
     assert plan.tick(300) == (20, 1.0)
     assert plan.phase_at(300).name == "2x"
+
+
+def test_the_overload_phase_lasts_twice_as_long_by_default():
+    plan = make_plan("phases", target_per_min=60, duration_s=300, pace_s=10, max_users=500)
+    assert [p.name for p in plan.phases] == ["0.5x", "1x", "2x", "10x"]
+    assert [p.end_s - p.start_s for p in plan.phases] == [60, 60, 60, 120]
+    assert plan.phases[-1].end_s == 300
 
 
 def test_peak_rushes_to_the_target_for_the_end_of_the_sale():
@@ -89,3 +98,26 @@ def test_make_plan_refuses_nonsense(shape, kwargs):
     args = {"target_per_min": 60, "duration_s": 100, "pace_s": 10, "max_users": 5, **kwargs}
     with pytest.raises(ValueError):
         make_plan(shape, **args)
+
+
+def _purchases(t_start: float, every_s: float, seconds: float, until_s: float) -> list[dict]:
+    return [
+        {"t0": t_start + t, "t1": t_start + t + seconds, "seconds": seconds, "outcome": "completed"}
+        for t in range(0, int(until_s), int(every_s))
+    ]
+
+
+def test_a_phase_window_opens_one_purchase_time_after_its_ramp():
+
+    plan = make_plan("steady", target_per_min=30, duration_s=200, pace_s=6, max_users=50)
+    (phase,) = phase_figures(plan, _purchases(1000.0, 2, 30.0, 200), 1000.0)
+    assert phase.settle_s == 30.0
+    assert phase.window_s == (plan.phases[0].ramp_s + 30.0, 200.0)
+    assert phase.steady
+
+
+def test_a_phase_shorter_than_its_purchase_time_has_no_steady_window():
+
+    plan = make_plan("steady", target_per_min=30, duration_s=120, pace_s=6, max_users=50)
+    (phase,) = phase_figures(plan, _purchases(1000.0, 2, 60.0, 120), 1000.0)
+    assert not phase.steady and not phase.within_budget

@@ -28,7 +28,7 @@ from typing import Any
 
 from pretix_cluster import reports
 from pretix_cluster.loadtest.buyer import STEPS
-from pretix_cluster.loadtest.shapes import Plan
+from pretix_cluster.loadtest.shapes import Phase, Plan
 from pretix_cluster.loadtest.summary import (
     FAILURE_BUDGET,
     Accounting,
@@ -91,7 +91,8 @@ def phase_figures(plan: Plan, records: list[dict[str, Any]], t_start: float) -> 
     """Per phase: target, offered, achieved completions/min in its steady window, failures, p95."""
     out = []
     for p in plan.phases:
-        window = p.steady_window(plan.pace_s)
+        settle = settle_seconds(p, records, t_start)
+        window = p.steady_window(plan.pace_s, settle or 0.0)
         a, b = window if window else (p.start_s, p.end_s)
         ended = [
             r
@@ -112,6 +113,7 @@ def phase_figures(plan: Plan, records: list[dict[str, Any]], t_start: float) -> 
                 capped=p.capped,
                 window_s=(round(a, 1), round(b, 1)),
                 steady=window is not None,
+                settle_s=settle,
                 completed=len(done),
                 failed=len(failed),
                 failed_sold_out=len(failed) - len(real_failures),
@@ -121,6 +123,24 @@ def phase_figures(plan: Plan, records: list[dict[str, Any]], t_start: float) -> 
             )
         )
     return out
+
+
+def settle_seconds(phase: Phase, records: list[dict[str, Any]], t_start: float) -> float | None:
+    """p95 of the purchase time of the attempts started in ``phase`` (completed or failed).
+
+    A completion counted in a phase's window must come from a buyer cycling at
+    the phase's load: one started in the ramp ends only this long after it (at
+    overload, tens of seconds), and a window opened earlier undercounts.
+    """
+    durations = [
+        r["seconds"]
+        for r in records
+        if phase.start_s <= r["t0"] - t_start < phase.end_s
+        and r["outcome"] in ("completed", "failed")
+        and r.get("seconds") is not None
+    ]
+    value = percentile(durations, 95)
+    return None if value is None else round(value, 1)
 
 
 def sustained(phases: list[PhaseFigures]) -> Sustained | None:

@@ -19,13 +19,16 @@ exercise. Raising ``T`` offers the same rate with more concurrent buyers.
 Shapes (all times relative to the start of the test):
 
 - ``steady``: ramp to 1x over ``ramp`` seconds, hold until the end.
-- ``phases``: equal phases at multiples of the target (default 0.5x, 1x, 2x,
-  10x), each with its own ramp and steady part; the predecessor's four phases.
+- ``phases``: phases at multiples of the target (default 0.5x, 1x, 2x, 10x),
+  each with its own ramp and steady part; the last (10x) phase lasts twice as
+  long as each of the others (``LAST_PHASE_WEIGHT``).
 - ``peak``: the end of a sale: 0.25x for 40 % of the time, a linear rush to
   1x over 30 %, and 1x for the last 30 % (the sale closes at the end).
 
 Steady-state windows (for "sustained purchases/min") start one ``pace`` after
-a phase's ramp ends, so that every slot has completed a cycle.
+a phase's ramp ends at the earliest, so that every slot has completed a cycle;
+the report moves the start further when the phase's purchases took longer
+(:func:`~pretix_cluster.loadtest.report.phase_figures`).
 """
 
 from __future__ import annotations
@@ -37,6 +40,9 @@ from typing import Any, Literal
 ShapeName = Literal["steady", "phases", "peak"]
 SHAPES: tuple[str, ...] = ("steady", "phases", "peak")
 DEFAULT_MULTIPLIERS: tuple[float, ...] = (0.5, 1.0, 2.0, 10.0)
+# The last (heaviest) phase's share of the run against each other phase's: at overload a
+# purchase takes longest, and its steady window opens only one purchase time after the ramp.
+LAST_PHASE_WEIGHT = 2.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,11 +57,18 @@ class Phase:
     steady: bool = True  # False: a ramp across the whole phase (no steady window)
     capped: bool = False  # max_users kept the offered rate below multiplier x target
 
-    def steady_window(self, pace_s: float) -> tuple[float, float] | None:
+    def steady_window(self, pace_s: float, settle_s: float = 0.0) -> tuple[float, float] | None:
+        """Where the phase is in a steady state: from one cycle after its ramp to its end.
+
+        ``settle_s``: how long the phase's purchases took (their p95); the window opens
+        no earlier than that after the ramp, and must last at least as long, or the
+        phase was too short for the purchase time it caused (None).
+        """
         if not self.steady:
             return None
-        start = self.start_s + self.ramp_s + pace_s
-        return (start, self.end_s) if self.end_s - start >= max(10.0, pace_s) else None
+        cycle = max(pace_s, settle_s)
+        start = self.start_s + self.ramp_s + cycle
+        return (start, self.end_s) if self.end_s - start >= max(10.0, cycle) else None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -161,9 +174,14 @@ def make_plan(
     pace_s: float,
     max_users: int,
     multipliers: tuple[float, ...] = DEFAULT_MULTIPLIERS,
+    weights: tuple[float, ...] | None = None,
     ramp_s: float | None = None,
 ) -> Plan:
-    """The plan for ``shape``; ``ramp_s`` defaults to a fifth of a phase, at most 30 s."""
+    """The plan for ``shape``; ``ramp_s`` defaults to a fifth of a phase, at most 30 s.
+
+    ``weights``: each phase's share of the run (``phases`` shape), one per multiplier;
+    by default equal, the last one ``LAST_PHASE_WEIGHT`` times the others.
+    """
     if shape not in SHAPES:
         raise ValueError(f"unknown shape {shape!r} (one of {', '.join(SHAPES)})")
     if target_per_min <= 0 or duration_s <= 0 or pace_s <= 0 or max_users < 1:
@@ -174,12 +192,16 @@ def make_plan(
         ramp = min(30.0, duration_s / 5) if ramp_s is None else ramp_s
         phases.append(_phase("1x", 1.0, *args, 0.0, ramp, duration_s, max_users))
     elif shape == "phases":
-        length = duration_s / len(multipliers)
-        ramp = min(30.0, length / 5) if ramp_s is None else ramp_s
-        for i, m in enumerate(multipliers):
-            phases.append(
-                _phase(f"{m:g}x", m, *args, i * length, ramp, (i + 1) * length, max_users)
-            )
+        if weights is None:
+            weights = (1.0,) * (len(multipliers) - 1) + (LAST_PHASE_WEIGHT,)
+        if len(weights) != len(multipliers) or min(weights) <= 0:
+            raise ValueError("one positive weight per multiplier")
+        start = 0.0
+        for m, w in zip(multipliers, weights, strict=True):
+            length = duration_s * w / sum(weights)
+            ramp = min(30.0, length / 5) if ramp_s is None else ramp_s
+            phases.append(_phase(f"{m:g}x", m, *args, start, ramp, start + length, max_users))
+            start += length
     else:  # peak
         base_end, rush_end = duration_s * 0.4, duration_s * 0.7
         ramp = min(30.0, base_end / 4) if ramp_s is None else ramp_s

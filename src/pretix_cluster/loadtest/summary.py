@@ -230,6 +230,8 @@ class PhaseFigures:
     completed_per_min: float | None
     failure_rate: float | None  # sold out excluded
     purchase_s: Distribution
+    # p95 purchase time of the phase's attempts; the window opens this long after the ramp
+    settle_s: float | None = None
 
     @property
     def within_budget(self) -> bool:
