@@ -277,3 +277,21 @@ def test_the_password_goes_to_redis_cli_on_stdin_only(monkeypatch):
     assert not any("s3cret-pw" in arg for arg in argv)
     assert "env" not in kwargs
     assert kwargs["input"] == "s3cret-pw\n"
+
+
+@pytest.mark.parametrize("topology", ["HA", "SINGLE_NODE"])
+def test_every_redis_node_of_a_rendered_stack_has_the_settings_its_role_reads(topology, values):
+    """The bench's single-node Redis once lacked REDIS_MASTER_NAME and never started."""
+    from pretix_cluster.images.build import COMPONENTS, ImageSet
+    from pretix_cluster.render import topology as topologies
+    from pretix_cluster.spec import ClusterSpec
+
+    shape = getattr(topologies, topology)
+    spec = ClusterSpec()
+    images_ = ImageSet({c: f"pretix-cluster/{c}:unit" for c in COMPONENTS})
+    stack = shape.stack(spec, images_, shape.files(spec, values))
+    redis_nodes = {n: s for n, s in stack["services"].items() if s.get("command") == ["redis"]}
+    assert redis_nodes
+    for name, service in redis_nodes.items():
+        settings = role.Settings.from_env(service["environment"])
+        assert settings.me in settings.nodes, name

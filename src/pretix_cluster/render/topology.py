@@ -235,6 +235,7 @@ def lone_redis_service(spec: ClusterSpec, images: ImageSet) -> blocks.Service:
         "REDIS_NODE_NAME": REDIS_SERVICE,
         "REDIS_NODES": REDIS_SERVICE,
         "REDIS_SENTINELS": ",",
+        "REDIS_MASTER_NAME": spec.redis.master_name,
         "REDIS_ROLE_WAIT_S": "0",
     }
     return blocks.redis_like(spec, images, REDIS_SERVICE, "redis", env)
