@@ -309,7 +309,31 @@ def test_first_to_saturate_is_the_fullest_process_pool_unless_the_host_is_busy()
     one = ClusterSpec.model_validate({"web": {"replicas": 1, "gunicorn_workers": 1}})
     assert analysis.saturation(_with_cores({"web": 0.8, "worker": 0.5}), one, 2)["first"] == "web"
     busy = analysis.saturation(_with_cores({"web": 1.2, "worker": 0.5, "pg": 0.2}), spec, 2)
-    assert busy["first"] == "web" and "host" in busy["why"]
+    assert busy["first"] == "host" and busy["largest"] == "web" and busy["host_bound"]
+
+
+def test_the_hosts_busy_cores_count_what_the_cluster_does_not_show():
+    spec = ClusterSpec.model_validate({"web": {"replicas": 2, "gunicorn_workers": 2}})
+    figures = _with_cores({"web": 0.9, "worker": 0.4, "pg": 0.2})
+    # the cluster's containers 1.5 cores, the generator 0.1: 80 %, below the limit ...
+    assert not analysis.saturation(figures, spec, 2)["host_bound"]
+    # ... but the host was 1.8 cores busy (Docker, the kernel): the machine is the limit
+    figures["phases"][0] |= {"host_cores_busy": 1.8, "generator_cores": 0.1}
+    sat = analysis.saturation(figures, spec, 2)
+    assert sat["first"] == "host" and sat["host_cores_busy"] == 1.8
+    assert "other 0.20" in sat["why"]
+
+
+def test_phase_rows_take_host_and_generator_cores_from_their_samples():
+    samples = {
+        "t_start": 100.0,
+        "cluster": [[100.0, {"web": 0.0}], [160.0, {"web": 60.0}]],
+        "generator": [[100.0, 0.0], [160.0, 6.0]],
+        "host": [[100.0, 1000.0], [160.0, 1108.0]],
+    }
+    fig = _figures([_phase("1x", 1, 10.0, 0.0, 2.0, window=(0.0, 30.0))], samples=samples)
+    row = fig["phases"][0]
+    assert (row["host_cores_busy"], row["generator_cores"]) == (1.8, 0.1)
 
 
 def test_capacity_model_takes_the_larger_of_cpu_and_process_slots():
@@ -347,7 +371,21 @@ def test_reports_render_every_table():
         "capacity": analysis.capacity_model(runs["cluster"]["shop"], ClusterSpec(), 800.0),
     }
     md = report.markdown(doc)
+    # the answer leads: the ratio, then what held at overload
+    assert md.splitlines()[2].startswith(
+        "- shop: the cluster sustained 9.0 purchases/min, the baseline 9.0: 1.00x"
+    )
+    assert "cluster shop at overload: 1x completed 100% of the best phase's rate" in md
     assert "## shop flow: baseline vs cluster" in md
     assert "| sustained (≤1 % failures) |  | 9.0 (1x) |" in md
     assert "capacity for 800 purchases/min" in md
     assert "<table>" in report.html(doc)
+
+
+def test_overload_hold_compares_the_heaviest_phase_with_the_best():
+    phases = [_phase("1x", 1, 60.0, 0.0, 2.0), _phase("2x", 2, 100.0, 0.0, 4.0)]
+    phases.append(_phase("10x", 10, 90.0, 0.0, 40.0))
+    hold = _figures(phases)["overload"]
+    assert (hold["phase"], hold["best_phase"], hold["ratio"]) == ("10x", "2x", 0.9)
+    short = _phase("10x", 10, 40.0, 0.0, 40.0, steady=False)
+    assert _figures([*phases[:2], short])["overload"] is None

@@ -43,7 +43,9 @@ from typing import Any
 from pretix_cluster.loadtest.summary import LoadSummary
 
 UTILISATION = 0.7  # planned CPU utilisation: headroom for peaks and a failed node
-HOST_BUSY = 0.9  # host CPU share above which the machine itself is the limit
+# Host CPU share from which the machine itself is the limit. Below 100 %: the 2-s samples
+# average out bursts in which every core was taken and requests waited for one.
+HOST_BUSY = 0.85
 SCALED_OUT = ("web", "worker")  # components whose replicas the model sizes
 
 
@@ -73,17 +75,33 @@ def _at(
     return va + (vb - va) * (t - ta) / (tb - ta) if tb > ta else vb
 
 
+def _series(samples: dict[str, Any], key: str) -> list[tuple[float, dict[str, float]]]:
+    """One of samples.json's series as (time, {name: cumulative CPU-s}); scalars named by key."""
+    return [(t, v if isinstance(v, dict) else {key: v}) for t, v in samples.get(key, [])]
+
+
+def _cores(series: list[tuple[float, dict[str, float]]], t0: float, t1: float) -> dict[str, float]:
+    return {c: round(s / (t1 - t0), 3) for c, s in cpu_in_window(series, t0, t1).items()}
+
+
 def phase_rows(summary: LoadSummary, samples: dict[str, Any] | None) -> list[dict[str, Any]]:
-    """Per phase: target, buyers, completed/min, failure rate, p95, and CPU cores by component."""
+    """Per phase: target, buyers, completed/min, failure rate, p95, and CPU cores by component.
+
+    Also the cores the whole host and the load generator were busy with in the window
+    (None for runs recorded before the host was sampled).
+    """
     rows = []
-    cluster_samples = [(t, d) for t, d in (samples or {}).get("cluster", [])]
-    t_start = (samples or {}).get("t_start")
+    samples = samples or {}
+    series = {k: _series(samples, k) for k in ("cluster", "generator", "host")}
+    t_start = samples.get("t_start")
     for p in summary.throughput.phases:
         a, b = p.window_s
         cores: dict[str, float] = {}
-        if cluster_samples and t_start is not None and b > a:
-            cpu = cpu_in_window(cluster_samples, t_start + a, t_start + b)
-            cores = {c: round(s / (b - a), 3) for c, s in cpu.items()}
+        whole: dict[str, float | None] = {"host": None, "generator": None}
+        if t_start is not None and b > a:
+            cores = _cores(series["cluster"], t_start + a, t_start + b)
+            for key in whole:
+                whole[key] = _cores(series[key], t_start + a, t_start + b).get(key)
         rows.append(
             {
                 "phase": p.phase,
@@ -95,7 +113,11 @@ def phase_rows(summary: LoadSummary, samples: dict[str, Any] | None) -> list[dic
                 "failure_rate": p.failure_rate,
                 "p95_s": p.purchase_s.p95,
                 "within_budget": p.within_budget,
+                "window_s": list(p.window_s),
+                "settle_s": p.settle_s,
                 "cores_by_component": cores,
+                "host_cores_busy": whole["host"],
+                "generator_cores": whole["generator"],
             }
         )
     return rows
@@ -107,6 +129,7 @@ def system_figures(
     """One run (a system and a scenario) reduced to what the bench compares."""
     cpu = summary.cpu
     sustained = summary.throughput.sustained
+    phases = phase_rows(summary, samples)
     return {
         "scenario": summary.run.scenario,
         "stack": summary.run.stack,
@@ -117,7 +140,8 @@ def system_figures(
         "sustained_phase": sustained.phase if sustained else None,
         "sustained_p95_s": sustained.p95_purchase_s if sustained else None,
         "p95_s": summary.latency_s.purchase.p95,
-        "phases": phase_rows(summary, samples),
+        "phases": phases,
+        "overload": overload_hold({"phases": phases}),
         "cpu_s_per_purchase": {
             c: v.cpu_s_per_purchase for c, v in cpu.cluster_by_component.items()
         },
@@ -163,6 +187,24 @@ def compare(baseline: dict[str, Any], cluster: dict[str, Any]) -> dict[str, Any]
     }
 
 
+def overload_hold(figures: dict[str, Any]) -> dict[str, Any] | None:
+    """The heaviest phase's completions/min against the best steady phase's (1.0: held).
+
+    None when the heaviest phase had no steady window (too short for its purchase time).
+    """
+    steady = [p for p in figures["phases"] if p["steady"] and p["completed_per_min"]]
+    heaviest = max(figures["phases"], key=lambda p: p["multiplier"], default=None)
+    if not steady or heaviest is None or heaviest not in steady:
+        return None
+    best = max(steady, key=lambda p: p["completed_per_min"])
+    return {
+        "phase": heaviest["phase"],
+        "best_phase": best["phase"],
+        "ratio": ratio(heaviest["completed_per_min"], best["completed_per_min"]),
+        "p95_s": heaviest["p95_s"],
+    }
+
+
 def component_limits(spec: Any, host_cores: int) -> dict[str, float]:
     """Cores each scaled-out component can use at most (one per Python process)."""
     return {
@@ -172,7 +214,12 @@ def component_limits(spec: Any, host_cores: int) -> dict[str, float]:
 
 
 def saturation(figures: dict[str, Any], spec: Any, host_cores: int) -> dict[str, Any] | None:
-    """Which component saturates first, at the heaviest steady phase with CPU figures."""
+    """What limits the cluster at its heaviest steady phase with CPU figures: the host first.
+
+    The host's busy cores (all processes: cluster, load generator, Docker, kernel)
+    decide whether the machine is the limit; only when it is not does a component
+    that filled its process pool count as the bottleneck.
+    """
     measured = [p for p in figures["phases"] if p["steady"] and p["cores_by_component"]]
     if not measured:
         return None
@@ -189,22 +236,36 @@ def saturation(figures: dict[str, Any], spec: Any, host_cores: int) -> dict[str,
         }
         for c, v in sorted(cores.items(), key=lambda kv: -kv[1])
     }
-    host_busy = (total + figures["generator_cores_avg"]) / host_cores
+    generator = phase.get("generator_cores")
+    if generator is None:
+        generator = figures["generator_cores_avg"]
+    busy = phase.get("host_cores_busy")
+    if busy is None:  # recorded before the host was sampled: cluster and generator only
+        busy = total + generator
+    host_busy = busy / host_cores
     by_utilisation = max(rows, key=lambda c: rows[c]["utilisation"])
     by_share = max(rows, key=lambda c: rows[c]["cores"])
     host_bound = host_busy >= HOST_BUSY
-    first = by_share if host_bound else by_utilisation
+    first = "host" if host_bound else by_utilisation
+    other = max(0.0, busy - total - generator)
+    host = (
+        f"the host's {host_cores} cores were {host_busy:.0%} busy ({busy:.2f}: cluster "
+        f"{total:.2f}, load generator {generator:.2f}, other {other:.2f})"
+    )
     why = (
-        f"the host's {host_cores} cores were {host_busy:.0%} busy (cluster and load generator); "
-        f"{by_share} had the largest share ({rows[by_share]['share']:.0%})"
+        f"{host}: the machine is the limit; of the cluster, {by_share} used the most "
+        f"({rows[by_share]['cores']:.2f} cores, {rows[by_share]['share']:.0%})"
         if host_bound
-        else f"{by_utilisation} used {rows[by_utilisation]['utilisation']:.0%} of the "
+        else f"{host}; {by_utilisation} used {rows[by_utilisation]['utilisation']:.0%} of the "
         f"{rows[by_utilisation]['limit_cores']:g} cores its processes can use"
     )
     return {
         "phase": phase["phase"],
         "components": rows,
+        "host_cores_busy": round(busy, 3),
         "host_busy": round(host_busy, 3),
+        "host_bound": host_bound,
+        "largest": by_share,
         "first": first,
         "why": why,
     }

@@ -160,6 +160,45 @@ def _at(figures: dict[str, Any] | None) -> str:
     return f" ({figures['sustained_phase']})" if figures and figures["sustained_phase"] else ""
 
 
+def answer(doc: dict[str, Any]) -> list[str]:
+    """The bench's answer first: the ratios, what held at overload, what limits, cores needed."""
+    lines = []
+    for scenario, cmp_ in sorted(doc["comparison"].items()):
+        base, clus = doc["runs"]["baseline"][scenario], doc["runs"]["cluster"][scenario]
+        rate = _f(cmp_["sustained_per_min"], "{:.2f}")
+        lines.append(
+            f"{scenario}: the cluster sustained {_f(clus['sustained_per_min'])} purchases/min, "
+            f"the baseline {_f(base['sustained_per_min'])}: {rate}x"
+            f" (goal: at least 1.0x); p95 {_f(cmp_['p95_s'], '{:.2f}')}x the baseline's"
+            + (f" at {cmp_['p95_phase']}" if cmp_.get("p95_phase") else "")
+            + " (goal: at most 1.2x)."
+        )
+    for system, by_scenario in doc["runs"].items():
+        for scenario, f in by_scenario.items():
+            hold = f.get("overload")
+            lines.append(
+                f"{system} {scenario} at overload: "
+                + (
+                    f"{hold['phase']} completed {_f(hold['ratio'], '{:.0%}')} of the best phase's "
+                    f"rate ({hold['best_phase']}), p95 {_f(hold['p95_s'], '{:.1f}')} s "
+                    "(goal: at least 95 %)."
+                    if hold
+                    else "no steady window (the phase was shorter than its purchase time: "
+                    "a longer --duration)."
+                )
+            )
+    sat = doc.get("saturation")
+    if sat:
+        lines.append(f"Limit at {sat['phase']}: {sat['why']}.")
+    cap = doc.get("capacity")
+    if cap:
+        lines.append(
+            f"Cores for {cap['rate_per_min']:g} purchases/min at {cap['utilisation']:.0%} "
+            f"utilisation: {cap['cores_total']:.1f} (arithmetic below)."
+        )
+    return lines
+
+
 def _intro(doc: dict[str, Any]) -> list[str]:
     lines = [
         f"Phases 0.5x/1x/2x/10x of {doc['target_per_min']:g} purchases/min, "
@@ -172,7 +211,8 @@ def _intro(doc: dict[str, Any]) -> list[str]:
 
 
 def markdown(doc: dict[str, Any]) -> str:
-    lines = ["# pretix-cluster bench", "", *(f"{x}  " for x in _intro(doc)), ""]
+    lines = ["# pretix-cluster bench", "", *(f"- {x}" for x in answer(doc)), ""]
+    lines += [*(f"{x}  " for x in _intro(doc)), ""]
     for title, head, rows in tables(doc):
         lines += [f"## {title}", "", "| " + " | ".join(head) + " |"]
         lines.append("|" + "|".join("---" for _ in head) + "|")
@@ -188,6 +228,7 @@ def markdown(doc: dict[str, Any]) -> str:
 class BenchReport:
     """What bench.html shows: the same tables as bench.md, and links to each run's report."""
 
+    answer: tuple[str, ...]
     intro: tuple[str, ...]
     tables: Tables
     arithmetic: tuple[str, ...]
@@ -197,6 +238,7 @@ class BenchReport:
 
 def html(doc: dict[str, Any]) -> str:
     view = BenchReport(
+        answer=tuple(answer(doc)),
         intro=tuple(_intro(doc)),
         tables=tables(doc),
         arithmetic=tuple((doc.get("capacity") or {}).get("arithmetic") or ()),
@@ -222,6 +264,8 @@ def write(doc: dict[str, Any], folder: Path) -> None:
 
 
 def print_tables(doc: dict[str, Any], console: Console) -> None:
+    for line in answer(doc):
+        console.print(f"[bold]{line}[/]")
     for line in _intro(doc):
         console.print(line)
     for title, head, rows in tables(doc):

@@ -242,6 +242,7 @@ class _LocustRun:
     t_launch: float
     t_end: float
     generator_samples: list[tuple[float, float]]
+    host_samples: list[tuple[float, float]]  # (time, the host's busy CPU-s since boot)
     generator_cpu_s: float
     host_busy_s: float
     orchestrator_cpu0: float
@@ -432,7 +433,7 @@ def _run_measured(
     host0 = cpu_module.host_cpu()
     cluster_cpu.sample()
     t_launch = time.time()
-    gen_samples, rc = _run_locust(cfg, opts, config_path, out, plan, cluster_cpu, console)
+    watch, rc = _run_locust(cfg, opts, config_path, out, plan, cluster_cpu, console)
     t_end = time.time()
     cluster_cpu.sample()
     generator_cpu = cpu_module.children_rusage_seconds() - children0
@@ -441,7 +442,8 @@ def _run_measured(
         rc=rc,
         t_launch=t_launch,
         t_end=t_end,
-        generator_samples=gen_samples,
+        generator_samples=watch.generator_samples,
+        host_samples=watch.host_samples,
         generator_cpu_s=generator_cpu,
         host_busy_s=host1[0] - host0[0],
         orchestrator_cpu0=orchestrator_cpu0,
@@ -525,6 +527,7 @@ def _report(
         "t_end": t_end,
         "cluster": cluster_cpu.samples,
         "generator": gen_samples,
+        "host": run.host_samples,
     }
     report.write_outputs(out, summary, html, samples)
     return RunResult(summary=summary, out=out)
@@ -623,8 +626,8 @@ def _run_locust(
     plan: shapes.Plan,
     cluster_cpu: cpu_module.ClusterCpu,
     console: Console,
-) -> tuple[list[tuple[float, float]], int]:
-    """Run Locust to the end of the plan (or the hard deadline); returns generator CPU samples."""
+) -> tuple[_LocustWatch, int]:
+    """Run Locust to the end of the plan (or the hard deadline); returns its samples."""
     env = {**os.environ, CONFIG_ENV: str(config_path)}
     cmd = locust_command(cfg, opts, out)
     (out / "locust_command.txt").write_text(" ".join(cmd) + "\n")
@@ -643,11 +646,11 @@ def _run_locust(
             console.print("interrupted: stopping Locust, then accounting for what ran")
             _stop(proc)
         rc = proc.wait()
-    return watch.generator_samples, rc
+    return watch, rc
 
 
 class _LocustWatch:
-    """Samples while Locust runs: generator and cluster CPU (as cores), and the progress."""
+    """Samples while Locust runs: generator, host and cluster CPU, and the progress."""
 
     def __init__(
         self, proc: subprocess.Popen, cluster_cpu: cpu_module.ClusterCpu, progress: Progress
@@ -655,6 +658,7 @@ class _LocustWatch:
         self.proc, self.cluster_cpu, self.progress = proc, cluster_cpu, progress
         self.t0 = time.time()
         self.generator_samples: list[tuple[float, float]] = []
+        self.host_samples: list[tuple[float, float]] = []
         self._last = (self.t0, 0.0, 0.0)  # (time, generator CPU-s, cluster CPU-s)
 
     def sample(self) -> Table:
@@ -662,6 +666,7 @@ class _LocustWatch:
         self.cluster_cpu.sample()
         gen = cpu_module.tree_cpu_seconds(self.proc.pid)
         self.generator_samples.append((now, gen))
+        self.host_samples.append((now, cpu_module.host_cpu()[0]))
         cl = sum(self.cluster_cpu.by_component().values())
         last_t, last_gen, last_cl = self._last
         dt_s = now - last_t or 1.0
