@@ -166,8 +166,16 @@ class PostgresSection(_Section):
         }
 
     def server_parameters(self) -> dict[str, object]:
-        """PostgreSQL's own settings: Patroni's nodes and the single node's server alike."""
-        return {"max_connections": self.max_connections, "shared_buffers": self.shared_buffers}
+        """PostgreSQL's own settings: Patroni's nodes and the single node's server alike.
+
+        pg_stat_statements is loaded for `bench --profile` and for an operator's
+        questions (which statements take the time); it costs a hash lookup per statement.
+        """
+        return {
+            "max_connections": self.max_connections,
+            "shared_buffers": self.shared_buffers,
+            "shared_preload_libraries": "pg_stat_statements",
+        }
 
     @model_validator(mode="after")
     def _patroni_timing_rule(self) -> PostgresSection:

@@ -54,6 +54,13 @@ def bench(
     results: Annotated[
         Path | None, typer.Option("--out", help="results folder (default results/bench-<stamp>/)")
     ] = None,
+    profile: Annotated[
+        bool,
+        typer.Option(
+            help="sample web and worker with py-spy (flame graphs) and PostgreSQL's "
+            "statements during each run's heaviest phase below overload"
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print bench.json")] = False,
 ) -> None:
     """Run the same load against a single-node baseline and the cluster, back to back.
@@ -70,6 +77,7 @@ def bench(
         purge_baseline=purge_baseline,
         out=results,
         capacity_target=capacity,
+        profile=profile,
     )
     doc, folder = run_bench(Cluster.from_file(spec_file), opts, console)
     report.write(doc, folder)

@@ -141,7 +141,42 @@ def tables(doc: dict[str, Any]) -> Tables:
                 rows,
             )
         )
+    out += _profile_tables(runs)
     return out
+
+
+def _profile_tables(runs: dict[str, dict[str, Any]]) -> Tables:
+    """Per profiled run: samples by view and by library per container, then the statements."""
+    out: Tables = []
+    for system, by_scenario in runs.items():
+        for scenario, figures in by_scenario.items():
+            prof = figures.get("profile")
+            if not prof:
+                continue
+            where = f"{system} {scenario} at {prof['phase']} ({prof['seconds']:g} s)"
+            for c in prof["containers"]:
+                for key, label in (("by_view", "view or task"), ("by_library", "library")):
+                    rows = [[name, _pct(share)] for name, share in c[key]]
+                    title = f"profile {where}: {c['name']} samples by {label} ({c['samples']})"
+                    out.append((title, [label, "share of samples"], rows))
+            rows = [
+                [str(st["calls"]), _f(st["total_ms"]), _f(st["mean_ms"], "{:.3f}"), st["query"]]
+                for st in prof["statements"]
+            ]
+            if rows:
+                head = ["calls", "total ms", "mean ms", "statement"]
+                out.append((f"profile {where}: PostgreSQL statements by total time", head, rows))
+    return out
+
+
+def _flamegraphs(doc: dict[str, Any]) -> tuple[tuple[str, str], ...]:
+    """(label, path relative to bench.html) of every flame graph."""
+    return tuple(
+        (f"{system} {scenario} {c['name']}", f"{system}-{scenario}/{c['flamegraph']}")
+        for system, by_scenario in doc["runs"].items()
+        for scenario, figures in by_scenario.items()
+        for c in (figures.get("profile") or {}).get("containers", [])
+    )
 
 
 def _replicas(r: dict[str, Any] | None) -> str:
@@ -220,6 +255,7 @@ def markdown(doc: dict[str, Any]) -> str:
         lines.append("")
     if doc.get("capacity"):
         lines += ["## capacity arithmetic", "", "```", *doc["capacity"]["arithmetic"], "```", ""]
+    lines += [f"- flame graph {label}: {path}" for label, path in _flamegraphs(doc)]
     lines += _warnings(doc)
     return "\n".join(lines)
 
@@ -234,6 +270,7 @@ class BenchReport:
     arithmetic: tuple[str, ...]
     warnings: tuple[str, ...]
     runs: tuple[tuple[str, str], ...]  # (system, scenario): the folder of its load-test report
+    flamegraphs: tuple[tuple[str, str], ...] = ()  # (label, SVG path) with --profile
 
 
 def html(doc: dict[str, Any]) -> str:
@@ -244,6 +281,7 @@ def html(doc: dict[str, Any]) -> str:
         arithmetic=tuple((doc.get("capacity") or {}).get("arithmetic") or ()),
         warnings=tuple(_warnings(doc)),
         runs=tuple((system, sc) for system, r in doc["runs"].items() for sc in r),
+        flamegraphs=_flamegraphs(doc),
     )
     return reports.render("bench.html.j2", report=view)
 

@@ -35,7 +35,7 @@ from typing import Any
 from rich.console import Console
 
 from pretix_cluster import bootstrap
-from pretix_cluster.bench import analysis, stacks
+from pretix_cluster.bench import analysis, profile, stacks
 from pretix_cluster.cluster import Cluster
 from pretix_cluster.errors import UserError
 from pretix_cluster.loadtest.runner import LoadOptions, run_loadtest
@@ -57,6 +57,7 @@ class BenchOptions:
     purge_baseline: bool = False
     out: Path | None = None
     capacity_target: float = CAPACITY_TARGET
+    profile: bool = False  # py-spy and pg_stat_statements during each run (bench/profile.py)
 
 
 def run_bench(cluster: Cluster, opts: BenchOptions, console: Console) -> tuple[dict, Path]:
@@ -90,13 +91,16 @@ def run_bench(cluster: Cluster, opts: BenchOptions, console: Console) -> tuple[d
                 cluster_paused = False
             for scenario in opts.scenarios:
                 say(f"[bold]{system}[/]: {scenario} flow")
+                folder = out / f"{system}-{scenario}"
+                profiler = profile.Profiler(measured, folder) if opts.profile else None
                 load = LoadOptions(
                     scenario=scenario,
                     shape="phases",
                     target=target,
                     duration=opts.duration,
                     max_users=opts.max_users,
-                    out=out / f"{system}-{scenario}",
+                    out=folder,
+                    on_launch=profiler.start if profiler else None,
                 )
                 try:
                     result = run_loadtest(measured, load, console)
@@ -108,9 +112,13 @@ def run_bench(cluster: Cluster, opts: BenchOptions, console: Console) -> tuple[d
                     say(f"[bold red]{system} {scenario}: {what}[/]")
                     errors.append(f"{system} {scenario}: {what}")
                     continue
-                runs[system][scenario] = analysis.system_figures(
+                figures = analysis.system_figures(
                     result.summary, _samples(result.out), os.cpu_count() or 1
                 )
+                if profiler is not None:
+                    found = profiler.result()
+                    figures["profile"] = found.to_dict() if found else None
+                runs[system][scenario] = figures
         if opts.isolate and "baseline" in opts.systems:
             stacks.pause(baseline, progress)
     finally:

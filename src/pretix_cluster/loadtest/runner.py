@@ -30,6 +30,7 @@ import subprocess
 import sys
 import time
 from collections import Counter, deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +87,8 @@ class LoadOptions:
     keep_live: bool = False
     timeout: float = 60.0
     quiet: bool = False
+    # Called with the plan and the time Locust starts (bench --profile samples a phase).
+    on_launch: Callable[[shapes.Plan, float], None] | None = None
 
 
 @dataclasses.dataclass
@@ -433,6 +436,8 @@ def _run_measured(
     host0 = cpu_module.host_cpu()
     cluster_cpu.sample()
     t_launch = time.time()
+    if opts.on_launch is not None:
+        opts.on_launch(plan, t_launch)
     watch, rc = _run_locust(cfg, opts, config_path, out, plan, cluster_cpu, console)
     t_end = time.time()
     cluster_cpu.sample()
