@@ -61,6 +61,13 @@ def bench(
             "statements during each run's heaviest phase below overload"
         ),
     ] = False,
+    lock_hold: Annotated[
+        str,
+        typer.Option(
+            help="afterwards, how long pretix's quota lock is held: a steady run of this "
+            "length (e.g. 90s) per synchronous_commit mode on the cluster; 0: not measured"
+        ),
+    ] = "0",
     as_json: Annotated[bool, typer.Option("--json", help="print bench.json")] = False,
 ) -> None:
     """Run the same load against a single-node baseline and the cluster, back to back.
@@ -78,6 +85,7 @@ def bench(
         out=results,
         capacity_target=capacity,
         profile=profile,
+        lock_hold=parse_duration(lock_hold),
     )
     doc, folder = run_bench(Cluster.from_file(spec_file), opts, console)
     report.write(doc, folder)

@@ -33,9 +33,11 @@ from typing import Any
 
 from docker.models.containers import Container
 
-from pretix_cluster import status, swarm
+from pretix_cluster import swarm
+from pretix_cluster.bench import locks
 from pretix_cluster.cluster import Cluster
 from pretix_cluster.daemons import patroni
+from pretix_cluster.errors import UserError
 from pretix_cluster.loadtest.shapes import Phase, Plan
 from pretix_cluster.reports import flamegraph
 
@@ -242,17 +244,15 @@ class Profiler:
 
     def _database(self, notes: list[str]) -> Container | None:
         """The container of the primary (the baseline: its one PostgreSQL)."""
-        name = "pg"
         if self.cluster.topology.uses_patroni:
-            view = status.patroni_view(self.cluster)
-            leader = view.leader if view else None
-            if leader is None:
-                notes.append("no primary: no statement statistics")
+            try:
+                return locks.primary_container(self.cluster)
+            except UserError as e:
+                notes.append(f"no statement statistics: {e}")
                 return None
-            name = leader.name
-        containers = swarm.running_containers(self.cluster.client, self.cluster.stack, name)
+        containers = swarm.running_containers(self.cluster.client, self.cluster.stack, "pg")
         if not containers:
-            notes.append(f"no running {name}: no statement statistics")
+            notes.append("no running PostgreSQL: no statement statistics")
             return None
         return containers[0]
 

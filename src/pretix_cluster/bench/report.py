@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from pretix_cluster import reports
+from pretix_cluster.bench import locks
 
 Tables = list[tuple[str, list[str], list[list[str]]]]
 
@@ -142,6 +143,29 @@ def tables(doc: dict[str, Any]) -> Tables:
             )
         )
     out += _profile_tables(runs)
+    holds = doc.get("lock_hold") or []
+    if holds:
+        rows = [
+            [
+                h["mode"],
+                str(h["holds"]),
+                _f(h["hold_mean_ms"]),
+                _f(h["hold_p95_ms"]),
+                str(h["waits"]),
+                _f(h["wait_mean_ms"]),
+                _f(h["ceiling_per_min"], "{:.0f}"),
+            ]
+            for h in holds
+        ]
+        head = ["synchronous_commit", "holds", "mean ms", "p95 ms", "waits", "wait mean ms"]
+        out.append(
+            (
+                f"quota lock hold per order (sampled every {holds[0]['sample_interval_ms']:g} ms) "
+                f"and the orders/min one quota admits",
+                [*head, "ceiling /min"],
+                rows,
+            )
+        )
     return out
 
 
@@ -225,6 +249,14 @@ def answer(doc: dict[str, Any]) -> list[str]:
     sat = doc.get("saturation")
     if sat:
         lines.append(f"Limit at {sat['phase']}: {sat['why']}.")
+    for h in doc.get("lock_hold") or []:
+        if h["mode"] == "on" and h["ceiling_per_min"]:
+            verdict = "above" if h["ceiling_per_min"] >= locks.CUSTOMER_RATE else "BELOW"
+            lines.append(
+                f"One quota admits at most {h['ceiling_per_min']:.0f} orders/min (lock held "
+                f"{h['hold_mean_ms']:.1f} ms per order, synchronous replication on): {verdict} "
+                f"the customer's {locks.CUSTOMER_RATE:g}/min."
+            )
     cap = doc.get("capacity")
     if cap:
         lines.append(

@@ -35,7 +35,7 @@ from typing import Any
 from rich.console import Console
 
 from pretix_cluster import bootstrap
-from pretix_cluster.bench import analysis, profile, stacks
+from pretix_cluster.bench import analysis, locks, profile, stacks
 from pretix_cluster.cluster import Cluster
 from pretix_cluster.errors import UserError
 from pretix_cluster.loadtest.runner import LoadOptions, run_loadtest
@@ -58,6 +58,7 @@ class BenchOptions:
     out: Path | None = None
     capacity_target: float = CAPACITY_TARGET
     profile: bool = False  # py-spy and pg_stat_statements during each run (bench/profile.py)
+    lock_hold: float = 0.0  # seconds of steady load per synchronous_commit mode (bench/locks.py)
 
 
 def run_bench(cluster: Cluster, opts: BenchOptions, console: Console) -> tuple[dict, Path]:
@@ -74,6 +75,7 @@ def run_bench(cluster: Cluster, opts: BenchOptions, console: Console) -> tuple[d
     images: dict[str, dict[str, str]] = {}
     targets = {"baseline": baseline, "cluster": cluster}
     cluster_paused = False
+    lock_holds: list[dict[str, Any]] = []
     progress = step_logger(console)
     say(
         f"bench: {', '.join(opts.systems)} x {', '.join(opts.scenarios)}, phases 0.5x/1x/2x/10x "
@@ -119,6 +121,12 @@ def run_bench(cluster: Cluster, opts: BenchOptions, console: Console) -> tuple[d
                     found = profiler.result()
                     figures["profile"] = found.to_dict() if found else None
                 runs[system][scenario] = figures
+        if opts.lock_hold and "cluster" in opts.systems:
+            try:
+                holds = locks.measure(cluster, target, opts.lock_hold, out, console)
+                lock_holds = [h.to_dict() for h in holds]
+            except (UserError, RuntimeError) as exc:
+                errors.append(f"lock hold: {exc}")
         if opts.isolate and "baseline" in opts.systems:
             stacks.pause(baseline, progress)
     finally:
@@ -132,6 +140,7 @@ def run_bench(cluster: Cluster, opts: BenchOptions, console: Console) -> tuple[d
         warnings.append("the images changed between the baseline's and the cluster's runs")
     document = build_document(cluster, baseline, opts, target, runs)
     document |= {"images": images, "errors": errors, "warnings": warnings}
+    document["lock_hold"] = lock_holds
     (out / "bench.json").write_text(json.dumps(document, indent=2, default=str) + "\n")
     return document, out
 

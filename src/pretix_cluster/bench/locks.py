@@ -1,0 +1,229 @@
+"""How long an order holds pretix's quota lock, and the ceiling that implies per quota.
+
+pretix (since 2023.8) places an order inside one transaction that first takes
+a transaction-scoped PostgreSQL advisory lock per quota it touches
+(``pg_advisory_xact_lock``, exclusive; a shared one on the event) and keeps it
+until COMMIT returns: with synchronous replication, until the standby has the
+commit. Two orders for the same quota therefore run one after the other, and
+one quota can sell at most ``60 s / hold`` orders per minute, however many
+cores the cluster has.
+
+The sampler runs inside the primary: one psql session whose PL/pgSQL loop
+copies the granted and waiting exclusive advisory locks out of ``pg_locks``
+every :data:`INTERVAL_S` into a temporary table, for the sampling window. A
+lock seen in consecutive samples by the same backend is one hold; its
+duration is the span of its samples plus one interval (the resolution).
+Waiting entries give the lock waits the same way.
+
+Modes (``synchronous_commit`` for pretix's role, :data:`MODES`): ``on`` (the
+cluster's setting: COMMIT waits for the sync standby's flush),
+``remote_write`` (the standby has it in memory, not yet on disk), ``local``
+(no wait for the standby: synchronous replication off for these commits).
+Each is set with ``ALTER ROLE`` and pretix's open connections are ended so the
+next ones take it; the role is set back to the cluster's default afterwards.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from docker.models.containers import Container
+from rich.console import Console
+
+from pretix_cluster import status, swarm
+from pretix_cluster.cluster import Cluster
+from pretix_cluster.daemons import patroni
+from pretix_cluster.errors import UserError
+from pretix_cluster.loadtest.runner import LoadOptions, run_loadtest
+from pretix_cluster.loadtest.shapes import Plan
+
+INTERVAL_S = 0.002
+MODES = ("on", "remote_write", "local")
+CUSTOMER_RATE = 800.0  # purchases/min at the customer's peak (issue 3)
+
+_SAMPLE_SQL = """
+CREATE TEMP TABLE lock_samples (t double precision, pid int, key text, granted bool);
+DO $$
+DECLARE stop timestamptz := clock_timestamp() + interval '{seconds} seconds';
+BEGIN
+  WHILE clock_timestamp() < stop LOOP
+    INSERT INTO lock_samples
+      SELECT extract(epoch FROM clock_timestamp()), l.pid,
+             l.classid::text || ':' || l.objid::text, l.granted
+      FROM pg_locks l
+      WHERE l.locktype = 'advisory' AND l.mode = 'ExclusiveLock' AND l.database =
+            (SELECT oid FROM pg_database WHERE datname = current_database());
+    PERFORM pg_sleep({interval});
+  END LOOP;
+END $$;
+SELECT t, pid, key, granted FROM lock_samples ORDER BY pid, key, t;
+"""
+
+
+@dataclasses.dataclass(frozen=True)
+class LockSample:
+    t: float
+    pid: int
+    key: str
+    granted: bool
+
+    @classmethod
+    def from_psql_line(cls, line: str) -> LockSample:
+        t, pid, key, granted = line.split("\t")
+        return cls(float(t), int(pid), key, granted == "t")
+
+
+def spans(samples: Sequence[LockSample], granted: bool, gap_s: float) -> list[float]:
+    """Durations of runs of one (pid, key) seen in samples no more than ``gap_s`` apart.
+
+    ``samples`` sorted by pid, key and time (as the sampler returns them); each
+    duration is the run's span plus one interval (a lock seen once lasted up to that).
+    """
+    out: list[float] = []
+    run: list[LockSample] = []
+    for s in (x for x in samples if x.granted is granted):
+        if run and (s.pid, s.key) == (run[-1].pid, run[-1].key) and s.t - run[-1].t <= gap_s:
+            run.append(s)
+            continue
+        if run:
+            out.append(run[-1].t - run[0].t + INTERVAL_S)
+        run = [s]
+    if run:
+        out.append(run[-1].t - run[0].t + INTERVAL_S)
+    return out
+
+
+def _percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+@dataclasses.dataclass(frozen=True)
+class LockHold:
+    """One mode's figures: holds and waits in milliseconds, the implied ceiling per quota."""
+
+    mode: str
+    holds: int
+    hold_mean_ms: float | None
+    hold_p95_ms: float | None
+    waits: int
+    wait_mean_ms: float | None
+    sample_interval_ms: float
+
+    @classmethod
+    def from_samples(cls, mode: str, samples: Sequence[LockSample], gap_s: float) -> LockHold:
+        holds = spans(samples, True, gap_s)
+        waits = spans(samples, False, gap_s)
+
+        def ms(x: float | None) -> float | None:
+            return None if x is None else round(x * 1000, 1)
+
+        return cls(
+            mode=mode,
+            holds=len(holds),
+            hold_mean_ms=ms(sum(holds) / len(holds)) if holds else None,
+            hold_p95_ms=ms(_percentile(holds, 95)),
+            waits=len(waits),
+            wait_mean_ms=ms(sum(waits) / len(waits)) if waits else None,
+            sample_interval_ms=INTERVAL_S * 1000,
+        )
+
+    @property
+    def ceiling_per_min(self) -> float | None:
+        """Orders per minute one quota admits when each holds its lock this long."""
+        return round(60_000 / self.hold_mean_ms, 1) if self.hold_mean_ms else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self) | {"ceiling_per_min": self.ceiling_per_min}
+
+
+def _psql(container: Container, sql: str, timeout: float) -> tuple[int, str]:
+    command = ["psql", "-h", "/var/run/postgresql", "-d", patroni.DB_NAME, "-XAtq", "-F", "\t"]
+    return swarm.exec_in(container, command, stdin=sql, user="postgres", timeout=timeout)
+
+
+def sample(primary: Container, seconds: float) -> list[LockSample]:
+    """Exclusive advisory locks on the primary, every INTERVAL_S for ``seconds``."""
+    sql = _SAMPLE_SQL.format(seconds=int(seconds), interval=INTERVAL_S)
+    code, output = _psql(primary, sql, timeout=seconds + 60)
+    if code != 0:
+        raise RuntimeError(f"lock sampler: {output.strip()[-200:]}")
+    return [LockSample.from_psql_line(x) for x in output.splitlines() if x.count("\t") == 3]
+
+
+def set_commit_mode(primary: Container, mode: str | None) -> None:
+    """pretix's role commits with ``mode`` (None: the server's default again); its open
+    connections end so that new ones take it (pretix reconnects at its next request)."""
+    setting = (
+        f"ALTER ROLE {patroni.DB_USER} RESET synchronous_commit;"
+        if mode is None
+        else f"ALTER ROLE {patroni.DB_USER} SET synchronous_commit = '{mode}';"
+    )
+    end = (
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+        f"WHERE usename = '{patroni.DB_USER}';"
+    )
+    code, output = _psql(primary, setting + end, timeout=30)
+    if code != 0:
+        raise RuntimeError(f"synchronous_commit {mode}: {output.strip()[-200:]}")
+
+
+def primary_container(cluster: Cluster) -> Container:
+    """The primary's container (Patroni's leader)."""
+    view = status.patroni_view(cluster)
+    leader = view.leader if view else None
+    containers = (
+        swarm.running_containers(cluster.client, cluster.stack, leader.name) if leader else []
+    )
+    if not containers:
+        raise UserError("Patroni names no running primary; run `status`, then the bench again.")
+    return containers[0]
+
+
+def measure(
+    cluster: Cluster, target: float, seconds: float, out: Path, console: Console
+) -> list[LockHold]:
+    """One steady load run per mode with the sampler on the primary; the mode is reset after."""
+    holds = []
+    primary = primary_container(cluster)
+    try:
+        for mode in MODES:
+            console.print(f"[bold]lock hold[/]: synchronous_commit={mode}, {seconds:.0f} s")
+            set_commit_mode(primary, mode)
+            found: list[LockSample] = []
+            sampler: list[threading.Thread] = []
+
+            def start(plan: Plan, t_launch: float, found=found, sampler=sampler) -> None:
+                (phase,) = plan.phases
+                begin = t_launch + phase.ramp_s + plan.pace_s
+                window = t_launch + phase.end_s - begin - 3
+
+                def run() -> None:
+                    time.sleep(max(0.0, begin - time.time()))
+                    found.extend(sample(primary, window))
+
+                sampler.append(threading.Thread(target=run, name="lock-sampler", daemon=True))
+                sampler[0].start()
+
+            load = LoadOptions(
+                scenario="shop",
+                shape="steady",
+                target=target,
+                duration=seconds,
+                out=out / f"locks-{mode}",
+                on_launch=start,
+            )
+            run_loadtest(cluster, load, console)
+            for thread in sampler:
+                thread.join(timeout=seconds + 90)
+            holds.append(LockHold.from_samples(mode, found, gap_s=3 * INTERVAL_S))
+    finally:
+        set_commit_mode(primary, None)
+    return holds
