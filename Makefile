@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 CLI := $(VENV)/bin/pretix-cluster
 PYTEST := $(VENV)/bin/pytest
 
-.PHONY: docker up test loadtest bench chaos unit integration lint format down purge status
+.PHONY: docker up test loadtest bench bench-long chaos unit integration lint format down purge status
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -44,9 +44,16 @@ loadtest: $(VENV)/.installed
 # The benchmark (not part of `make test`): a single-node baseline stack and the cluster of
 # cluster.toml under the same load, back to back; brings both up as needed (the one not
 # measured is paused), leaves the cluster running. Results in results/bench-<stamp>/.
+# `bench`: the shop flow, 5 minutes per system (~14 minutes on 2 cores).
 bench: $(VENV)/.installed
 	./scripts/ensure-docker.sh
 	$(CLI) bench
+
+# The long run: shop and API flows, 8 minutes each, profiled (py-spy flame graphs,
+# pg_stat_statements), then the quota lock's hold per synchronous_commit mode (~50 minutes).
+bench-long: $(VENV)/.installed
+	./scripts/ensure-docker.sh
+	$(CLI) bench --scenarios shop,api --duration 8m --profile --lock-hold 90s
 
 # Every chaos scenario against the running cluster of cluster.toml (it disturbs it on purpose;
 # scenario 11 restarts the Docker daemon). Results in results/chaos-<stamp>/.

@@ -36,8 +36,10 @@ def bench(
         float | None,
         typer.Option(help="purchases/min at 1x (default: the spec's bench.target)"),
     ] = None,
-    duration: Annotated[str, typer.Option(help="length of each load run, e.g. 8m")] = "8m",
-    scenarios: Annotated[str, typer.Option(help="shop and/or api, comma-separated")] = "shop,api",
+    duration: Annotated[
+        str, typer.Option(help="length of each load run (its four phases), e.g. 8m")
+    ] = "5m",
+    scenarios: Annotated[str, typer.Option(help="shop and/or api, comma-separated")] = "shop",
     systems: Annotated[
         str, typer.Option(help="baseline and/or cluster, comma-separated")
     ] = "baseline,cluster",
