@@ -1,0 +1,42 @@
+"""The quota lock's hold times from pg_locks samples (bench/locks.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from pretix_cluster.bench.locks import INTERVAL_S, LockHold, LockSample, spans
+
+GAP = 3 * INTERVAL_S
+
+
+def _run(pid: int, key: str, t0: float, n: int, granted: bool = True) -> list[LockSample]:
+    return [LockSample(t0 + i * INTERVAL_S, pid, key, granted) for i in range(n)]
+
+
+def test_a_lock_seen_in_consecutive_samples_is_one_hold():
+    samples = _run(7, "0:1", 100.0, 10)  # 10 samples: 18 ms span + one interval
+    assert spans(samples, True, GAP) == [pytest.approx(0.020)]
+
+
+def test_a_gap_or_another_backend_starts_a_new_hold():
+    samples = _run(7, "0:1", 100.0, 5) + _run(7, "0:1", 100.5, 5) + _run(8, "0:1", 100.2, 3)
+    samples.sort(key=lambda s: (s.pid, s.key, s.t))
+    assert spans(samples, True, GAP) == [
+        pytest.approx(0.010),
+        pytest.approx(0.010),
+        pytest.approx(0.006),
+    ]
+
+
+def test_hold_figures_and_the_ceiling_per_quota():
+    samples = _run(7, "0:1", 100.0, 10) + _run(8, "0:1", 101.0, 20) + _run(9, "0:1", 101.0, 4, False)
+    hold = LockHold.from_samples("on", samples, GAP)
+    assert (hold.holds, hold.waits) == (2, 1)
+    assert hold.hold_mean_ms == pytest.approx(30.0)  # (20 + 40) / 2
+    assert hold.ceiling_per_min == pytest.approx(2000.0)  # 60 000 ms / 30 ms
+    assert LockHold.from_samples("local", [], GAP).ceiling_per_min is None
+
+
+def test_psql_lines_parse():
+    sample = LockSample.from_psql_line("1796544194.357047\t4242\t0:31337\tt")
+    assert sample == LockSample(1796544194.357047, 4242, "0:31337", True)
