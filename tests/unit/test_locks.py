@@ -29,7 +29,8 @@ def test_a_gap_or_another_backend_starts_a_new_hold():
 
 
 def test_hold_figures_and_the_ceiling_per_quota():
-    samples = _run(7, "0:1", 100.0, 10) + _run(8, "0:1", 101.0, 20) + _run(9, "0:1", 101.0, 4, False)
+    samples = _run(7, "0:1", 100.0, 10) + _run(8, "0:1", 101.0, 20)
+    samples += _run(9, "0:1", 101.0, 4, granted=False)
     hold = LockHold.from_samples("on", samples, GAP)
     assert (hold.holds, hold.waits) == (2, 1)
     assert hold.hold_mean_ms == pytest.approx(30.0)  # (20 + 40) / 2
