@@ -10,13 +10,12 @@
    the cluster is left running, also after a failure in between.
 
 The load is the load test's ``phases`` shape: 0.5x, 1x, 2x and 10x of a target
-in purchases/min, each phase a quarter of the run. The default target
-(``[bench] target``, 30/min) comes from this 2-core machine: the untuned
-cluster held ~37 purchases/min with 20 buyers, so 1x sits just below that
-knee, 0.5x is light load, 2x is past it and 10x is overload. A fixed target
-(rather than one calibrated per run) is what makes the two systems see the
-same offered load and runs on different days comparable; pass ``--target``
-for a bigger machine or a tuned cluster.
+in purchases/min, the 10x phase twice as long as each other one (a purchase
+takes longest there, and its steady window opens one purchase time after the
+ramp). A fixed target (rather than one calibrated per run) and one pace for
+both systems (the first run's calibrated one) make the two see the same
+buyers offering the same load, and runs on different days comparable; pass
+``--target`` for a bigger machine or a tuned cluster.
 
 Every step is bounded: `up` by its own timeouts, each load run by its plan
 plus the runner's hard deadline, pausing by :data:`~.stacks.PAUSE_TIMEOUT`.
@@ -76,6 +75,10 @@ def run_bench(cluster: Cluster, opts: BenchOptions, console: Console) -> tuple[d
     targets = {"baseline": baseline, "cluster": cluster}
     cluster_paused = False
     lock_holds: list[dict[str, Any]] = []
+    # One plan per scenario for both systems: the first run's calibrated pace is the
+    # second's, so the same buyers offer the same load (a cold cluster right after `up`
+    # calibrated 2.5x slower than the baseline and got 2.5x the buyers at 10x).
+    paces: dict[str, float] = {}
     progress = step_logger(console)
     say(
         f"bench: {', '.join(opts.systems)} x {', '.join(opts.scenarios)}, phases 0.5x/1x/2x/10x "
@@ -102,6 +105,7 @@ def run_bench(cluster: Cluster, opts: BenchOptions, console: Console) -> tuple[d
                     duration=opts.duration,
                     max_users=opts.max_users,
                     out=folder,
+                    pace=paces.get(scenario),
                     on_launch=profiler.start if profiler else None,
                 )
                 try:
@@ -114,6 +118,7 @@ def run_bench(cluster: Cluster, opts: BenchOptions, console: Console) -> tuple[d
                     say(f"[bold red]{system} {scenario}: {what}[/]")
                     errors.append(f"{system} {scenario}: {what}")
                     continue
+                paces.setdefault(scenario, result.summary.plan.pace_s)
                 figures = analysis.system_figures(
                     result.summary, _samples(result.out), os.cpu_count() or 1
                 )

@@ -87,6 +87,9 @@ class LoadOptions:
     keep_live: bool = False
     timeout: float = 60.0
     quiet: bool = False
+    # Seconds between a buyer slot's purchase starts, instead of the calibrated one: the
+    # bench gives the second system the first one's, so both see the same buyers.
+    pace: float | None = None
     # Called with the plan and the time Locust starts (bench --profile samples a phase).
     on_launch: Callable[[shapes.Plan, float], None] | None = None
 
@@ -363,8 +366,9 @@ def _idle_cpu(cluster: Cluster, say) -> dict[str, float]:
 def _plan(
     api: PretixApi, cfg: RunConfig, opts: LoadOptions, calibration: dict[str, Any], say
 ) -> shapes.Plan:
-    """The load plan from the calibrated purchase time; the quota grows to fit its demand."""
-    pace = shapes.pace_for(calibration["purchase_s"], opts.think)
+    """The load plan from the calibrated purchase time (or the pace given); the quota grows
+    to fit its demand."""
+    pace = opts.pace or shapes.pace_for(calibration["purchase_s"], opts.think)
     target = opts.users * 60 / pace if opts.users else opts.target
     plan = shapes.make_plan(
         opts.shape,
