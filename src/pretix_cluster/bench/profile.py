@@ -4,7 +4,9 @@ While a bench run's load is on, in the heaviest phase below overload (steady
 by then), py-spy samples every Python process of one web container and of one
 worker container (gunicorn's workers, celery's pool; the baseline's single
 pretix container holds both) for up to :data:`SECONDS`, in its collapsed-stack
-format, without pausing them (``--nonblocking``). PostgreSQL's
+format, without pausing them (``--nonblocking``), and only the thread holding
+the GIL (``--gil``): a process waiting for PostgreSQL, Redis or a client has
+released it, so the samples are Python on the CPU, not waits. PostgreSQL's
 pg_stat_statements is reset when sampling starts and read when it ends, on
 the primary (the baseline: its one server).
 
@@ -45,9 +47,14 @@ SECONDS = 40.0  # sampling time per run
 RATE = 50  # py-spy samples per second per process
 TOP = 12  # rows per table
 STATEMENTS_EXTENSION = "pg_stat_statements"
-# The frame that names a sample's request type: a pretix view, API viewset or celery task.
+# The frame that names a sample's request type: a pretix view (presale, control, API) or
+# the service function a celery task runs (not the task wrapper, services/tasks.py).
 _VIEW_FRAME = re.compile(
-    r"^(?P<func>[^ ]+) \((?P<file>pretix/(?:[a-z_]+/)*(?:views|api|services)/[^:]+):\d+\)$"
+    r"^(?P<func>[^ <]+) \((?P<file>pretix/(?:[a-z_]+/)*views/[^:]+"
+    r"|pretix/base/services/(?!tasks\.py)[^:]+):\d+\)$"
+)
+_HANDLERS = frozenset(
+    ("get", "post", "put", "patch", "delete", "dispatch", "list", "create", "retrieve", "update")
 )
 _FRAME_FILE = re.compile(r"\((?P<file>[^:()]+):\d+\)$")
 
@@ -60,12 +67,19 @@ class Stacks:
 
     @classmethod
     def from_collapsed(cls, text: str) -> Stacks:
+        """py-spy's ``raw`` output; with ``--subprocesses`` each stack starts with the
+        ``process PID:"command"`` frames of its process and that process's parents."""
         counts: Counter[tuple[str, ...]] = Counter()
         for line in text.splitlines():
             stack, _, count = line.rpartition(" ")
             if stack and count.isdigit():
                 counts[tuple(stack.split(";"))] += int(count)
         return cls(dict(counts))
+
+    def python(self) -> Stacks:
+        """Only the samples with a Python frame: py-spy also records the process frames
+        alone (the GIL holder was in native code, or the read raced the interpreter)."""
+        return Stacks({k: v for k, v in self.counts.items() if not k[-1].startswith("process ")})
 
     @property
     def total(self) -> int:
@@ -82,11 +96,15 @@ class Stacks:
 
 def view_of(frames: tuple[str, ...]) -> str:
     """The pretix view, API viewset or task a stack runs in, e.g. ``presale/views/cart.py:post``."""
-    for frame in frames:
-        match = _VIEW_FRAME.match(frame)
-        if match:
-            return f"{match['file'].removeprefix('pretix/')}:{match['func']}"
-    return "(outside pretix views and tasks)"
+    if any("importlib" in frame for frame in frames):
+        return "(imports: a new worker process loading pretix)"
+    matches = [m for m in map(_VIEW_FRAME.match, frames) if m]
+    # A view's HTTP method (innermost: decorators wrap it) names it; a task its service.
+    handlers = [m for m in matches if m["func"] in _HANDLERS] or matches
+    if not handlers:
+        return "(middleware, routing, server and task plumbing)"
+    match = handlers[-1] if handlers is not matches else handlers[0]
+    return f"{match['file'].removeprefix('pretix/')}:{match['func']}"
 
 
 def library_of(frames: tuple[str, ...]) -> str:
@@ -117,7 +135,8 @@ class Statement:
 @dataclasses.dataclass(frozen=True)
 class ContainerProfile:
     name: str  # web | worker (the baseline: web holds gunicorn and celery)
-    samples: int
+    samples: int  # with a Python frame (the shares' base)
+    native_samples: int  # without one (left out of the shares)
     by_view: tuple[tuple[str, float], ...]
     by_library: tuple[tuple[str, float], ...]
     flamegraph: str  # file name next to bench.json's run folder
@@ -208,7 +227,7 @@ class Profiler:
             collapsed = self.out / f"profile-{name}.txt"
             command = [
                 binary, "record", "--pid", str(container.attrs["State"]["Pid"]),
-                "--subprocesses", "--nonblocking", "--rate", str(RATE),
+                "--subprocesses", "--nonblocking", "--gil", "--rate", str(RATE),
                 "--duration", str(int(seconds)), "--format", "raw", "--output", str(collapsed),
             ]  # fmt: skip
             running[name] = (
@@ -229,13 +248,15 @@ class Profiler:
         return profiles
 
     def _container_profile(self, name: str, collapsed: Path) -> ContainerProfile:
-        stacks = Stacks.from_collapsed(collapsed.read_text())
+        recorded = Stacks.from_collapsed(collapsed.read_text())
+        stacks = recorded.python()
         svg = self.out / f"profile-{name}.svg"
-        title = f"{self.cluster.stack} {name}: on-CPU Python stacks"
+        title = f"{self.cluster.stack} {name}: Python stacks holding the GIL"
         svg.write_text(flamegraph.svg(flamegraph.layout(title, stacks.counts)))
         return ContainerProfile(
             name=name,
             samples=stacks.total,
+            native_samples=recorded.total - stacks.total,
             by_view=tuple(stacks.shares(view_of)[:TOP]),
             by_library=tuple(stacks.shares(library_of)[:TOP]),
             flamegraph=svg.name,
