@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pretix_cluster.bench.profile import Statement, Stacks, library_of, view_of
+from pretix_cluster.bench.profile import Stacks, Statement, library_of, view_of
 from pretix_cluster.reports import flamegraph
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "pyspy" / "baseline_web_gil.txt"
