@@ -273,6 +273,7 @@ def _intro(doc: dict[str, Any]) -> list[str]:
         + (", the other stack paused while one is measured." if doc["isolated"] else "."),
         "Cluster: " + "; ".join(f"{k} {v}" for k, v in doc["cluster_shape"].items()) + ".",
         "Baseline: " + "; ".join(f"{k} {v}" for k, v in doc["baseline_shape"].items()) + ".",
+        *(f"Differs: {d}." for d in doc.get("differences", [])),
     ]
     return lines
 

@@ -39,6 +39,7 @@ from pretix_cluster.cluster import Cluster
 from pretix_cluster.errors import UserError
 from pretix_cluster.loadtest.runner import LoadOptions, run_loadtest
 from pretix_cluster.progress import step_logger
+from pretix_cluster.render import topology
 
 SYSTEMS = ("baseline", "cluster")
 SCENARIOS = ("shop", "api")
@@ -182,11 +183,12 @@ def build_document(
             "redis": f"{spec.redis.nodes} nodes + {spec.redis.sentinels} sentinels",
         },
         "baseline_shape": {
-            "web": f"1 container: {spec.web.gunicorn_workers} gunicorn workers x "
-            f"{spec.web.gunicorn_threads} threads + {spec.worker.concurrency} celery processes",
+            "web": f"1 container: {topology.RECIPE_PROCESSES}, here {2 * host_cores} + "
+            f"{host_cores}",
             "postgres": "1 plain PostgreSQL 15, same parameters",
             "redis": "1 Redis, no replicas, no Sentinel",
         },
+        "differences": differences(spec, host_cores),
         "runs": runs,
         "comparison": comparison,
         "saturation": analysis.saturation(shop, spec, host_cores) if shop else None,
@@ -194,6 +196,27 @@ def build_document(
         if shop and shop["sustained_per_min"]
         else None,
     }
+
+
+def differences(spec: Any, host_cores: int) -> list[str]:
+    """Every setting in which the cluster differs from the baseline (pretix's recipe)."""
+    return [
+        f"pretix processes: cluster {spec.web.replicas} x {spec.web.gunicorn_workers} gunicorn "
+        f"workers x {spec.web.gunicorn_threads} threads and {spec.worker.replicas} x "
+        f"{spec.worker.concurrency} celery processes in their own containers, and a cron "
+        f"container; baseline {2 * host_cores} gunicorn sync workers and {host_cores} celery "
+        "processes in one container (pretix's defaults), cron not run",
+        f"PostgreSQL: cluster {spec.postgres.nodes} Patroni nodes, synchronous replication "
+        f"{'on' if spec.postgres.synchronous else 'off'}, etcd ({spec.etcd.members} members), "
+        "HAProxy in front; baseline one server, the same parameters",
+        f"Redis: cluster {spec.redis.nodes} nodes and {spec.redis.sentinels} Sentinels, HAProxy "
+        "in front; baseline one Redis",
+        "pretix's metrics endpoint: on in the cluster ([metrics]), off in the baseline "
+        "(pretix's default)",
+        "both: the tool's nginx in front, the same pretix image and pretix.cfg otherwise "
+        "(sessions and cache in Redis, persistent database connections, bounded data-tier "
+        "timeouts, the connection wait)",
+    ]
 
 
 def _validate(opts: BenchOptions) -> None:

@@ -134,6 +134,7 @@ class SingleNode(Topology):
         pretix |= {
             "db": pretix["db"] | {"host": PG_SERVICE, "port": PORTS.postgres},
             "replica": None,
+            "metrics": None,  # off by default in pretix
             "redis": {
                 "host": REDIS_SERVICE,
                 "port": PORTS.redis,
@@ -241,13 +242,30 @@ def lone_redis_service(spec: ClusterSpec, images: ImageSet) -> blocks.Service:
     return blocks.redis_like(spec, images, REDIS_SERVICE, "redis", env)
 
 
+# What pretix's own Docker image runs when nothing is set: gunicorn with 2 x nproc sync
+# workers, max-requests 1200 (jitter 50), and celery with one process per CPU.
+RECIPE_PROCESSES = "gunicorn 2 x nproc sync workers, celery nproc processes (pretix's defaults)"
+_TUNED_BY_THE_CLUSTER = (
+    "PRETIX_GUNICORN_WORKERS",
+    "PRETIX_GUNICORN_THREADS",
+    "PRETIX_CELERY_CONCURRENCY",
+)
+
+
 def standalone_pretix_service(spec: ClusterSpec, images: ImageSet) -> blocks.Service:
-    """gunicorn with one web replica's settings and celery with one worker replica's."""
+    """gunicorn and celery in one container with pretix's own defaults for their processes.
+
+    The environment the cluster's web and worker get, less the process counts the
+    cluster tunes: the image then runs what pretix's Docker recipe runs.
+    """
     web, worker = blocks.web_service(spec, images), blocks.worker_service(spec, images)
     memory = _add_memory(spec.web.memory, spec.worker.memory)
-    service = blocks.pretix_service(
-        spec, images, APP_ROLE, memory, 1, web["environment"] | worker["environment"]
-    )
+    env = {
+        k: v
+        for k, v in (web["environment"] | worker["environment"]).items()
+        if k not in _TUNED_BY_THE_CLUSTER
+    }
+    service = blocks.pretix_service(spec, images, APP_ROLE, memory, 1, env)
     # pretix's own install is never restarted for a slow health check. Under load both
     # sync gunicorn workers are busy, the probe queues behind the buyers and times out,
     # and Swarm replaced the only container mid-run (seen: every buyer got 502s). So only

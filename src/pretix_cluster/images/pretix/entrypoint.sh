@@ -23,7 +23,7 @@
 #            PRETIX_GUNICORN_KEEPALIVE (5), PRETIX_GUNICORN_MAX_REQUESTS (1200),
 #            PRETIX_GUNICORN_MAX_REQUESTS_JITTER (50), PRETIX_GUNICORN_LOGLEVEL (info),
 #            PRETIX_GUNICORN_ACCESS_LOG (0), PRETIX_GUNICORN_EXTRA_ARGS
-#   worker:  PRETIX_CELERY_CONCURRENCY (4), PRETIX_CELERY_QUEUES
+#   worker:  PRETIX_CELERY_CONCURRENCY (celery's default: nproc), PRETIX_CELERY_QUEUES
 #            (default,checkout,mail,background,notifications), PRETIX_CELERY_LOGLEVEL (INFO),
 #            PRETIX_CELERY_EXTRA_ARGS
 #   cron:    PRETIX_CRON_INTERVAL (300), PRETIX_CRON_TIMEOUT (2 x interval),
@@ -90,10 +90,11 @@ worker)
         -A pretix.celery_app worker
         -n "celery@${HOSTNAME}"
         -Q "${PRETIX_CELERY_QUEUES:-default,checkout,mail,background,notifications}"
-        --concurrency "${PRETIX_CELERY_CONCURRENCY:-4}"
         --loglevel "${PRETIX_CELERY_LOGLEVEL:-INFO}"
         --without-gossip --without-mingle
     )
+    # Unset: celery's own default, one process per CPU (what pretix's Docker image runs).
+    [ -n "${PRETIX_CELERY_CONCURRENCY:-}" ] && args+=(--concurrency "$PRETIX_CELERY_CONCURRENCY")
     # shellcheck disable=SC2206
     [ -n "${PRETIX_CELERY_EXTRA_ARGS:-}" ] && args+=(${PRETIX_CELERY_EXTRA_ARGS})
     log "starting celery worker celery@${HOSTNAME}"

@@ -60,8 +60,9 @@ DATA_TIER_TIMEOUTS = {
     },
     # A new connection retried for up to [postgres] connect_wait of the spec (a
     # failover: Patroni's ttl is 20 s); after a wait that ran out, none for 30 s
-    # (an outage: keep the workers free).
-    "postgresql_connect_wait_s": config.getint("pretix_cluster", "db_connect_wait", fallback=25),
+    # (an outage: keep the workers free). pretix-cluster always writes the key; without
+    # it (the image's build-time config) nothing waits.
+    "postgresql_connect_wait_s": config.getint("pretix_cluster", "db_connect_wait", fallback=0),
     "postgresql_connect_pause_s": 30,
     "redis_connect_s": 5,
     "redis_socket_s": 10,
