@@ -16,6 +16,7 @@ from rich.console import Console
 
 from pretix_cluster.bench import report
 from pretix_cluster.bench.runner import CAPACITY_TARGET, BenchOptions, run_bench
+from pretix_cluster.bench.sweep import parse_cores
 from pretix_cluster.cli_options import DEFAULT_SPEC, SpecOption
 from pretix_cluster.cluster import Cluster
 from pretix_cluster.loadtest.cli import parse_duration
@@ -70,6 +71,16 @@ def bench(
             "length (e.g. 90s) per synchronous_commit mode on the cluster; 0: not measured"
         ),
     ] = "0",
+    cores: Annotated[
+        str,
+        typer.Option(
+            help="afterwards, the capacity model's check: the cluster limited to these core "
+            "counts (e.g. 0.5,1,1.5,2), predicted vs measured purchases/min"
+        ),
+    ] = "",
+    sweep_duration: Annotated[
+        str, typer.Option(help="length of each run of the core sweep")
+    ] = "3m",
     as_json: Annotated[bool, typer.Option("--json", help="print bench.json")] = False,
 ) -> None:
     """Run the same load against a single-node baseline and the cluster, back to back.
@@ -88,6 +99,8 @@ def bench(
         capacity_target=capacity,
         profile=profile,
         lock_hold=parse_duration(lock_hold),
+        cores=tuple(parse_cores(cores)) if cores else (),
+        sweep_duration=parse_duration(sweep_duration),
     )
     doc, folder = run_bench(Cluster.from_file(spec_file), opts, console)
     report.write(doc, folder)

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from pretix_cluster import reports
 from pretix_cluster.bench import locks
+from pretix_cluster.reports import svgplot
 
 Tables = list[tuple[str, list[str], list[list[str]]]]
 
@@ -143,6 +144,20 @@ def tables(doc: dict[str, Any]) -> Tables:
             )
         )
     out += _profile_tables(runs)
+    sw = doc.get("sweep")
+    if sw:
+        rows = [
+            [
+                _f(p["cores"], "{:g}"),
+                _f(p["predicted_per_min"]),
+                _f(p["measured_per_min"]) + (f" ({p['phase']})" if p["phase"] else ""),
+                _f(p["error"], "{:+.0%}"),
+                _f(p["p95_s"], "{:.1f}"),
+            ]
+            for p in sw["points"]
+        ]
+        head = ["cores", "predicted /min", "measured /min", "error", "p95 s"]
+        out.append(("capacity model: the cluster limited to fewer cores", head, rows))
     holds = doc.get("lock_hold") or []
     if holds:
         rows = [
@@ -191,6 +206,21 @@ def _profile_tables(runs: dict[str, dict[str, Any]]) -> Tables:
                 head = ["calls", "total ms", "mean ms", "statement"]
                 out.append((f"profile {where}: PostgreSQL statements by total time", head, rows))
     return out
+
+
+def _sweep_chart(sw: dict[str, Any]) -> svgplot.LineChart:
+    """Predicted and measured purchases/min against the cores the cluster had."""
+    points = sw["points"]
+    return svgplot.line_chart(
+        "capacity model: purchases/min by cores, predicted and measured",
+        [
+            svgplot.Series("predicted", [(p["cores"], p["predicted_per_min"]) for p in points]),
+            svgplot.Series("measured", [(p["cores"], p["measured_per_min"]) for p in points]),
+        ],
+        y_label="purchases/min",
+        x_label="cores",
+        x_range=(0.0, max(p["cores"] for p in points)),
+    )
 
 
 def _flamegraphs(doc: dict[str, Any]) -> tuple[tuple[str, str], ...]:
@@ -257,6 +287,15 @@ def answer(doc: dict[str, Any]) -> list[str]:
                 f"{h['hold_mean_ms']:.1f} ms per order, synchronous replication on): {verdict} "
                 f"the customer's {locks.CUSTOMER_RATE:g}/min."
             )
+    sw = doc.get("sweep")
+    if sw and sw["model"]:
+        m = sw["model"]
+        lines.append(
+            f"Capacity model (60 x (cores - {m['idle_cores']:g} idle) / {m['cpu_s_per_purchase']:g}"
+            f" CPU-s per purchase): {'within' if sw['holds'] else 'NOT within'} "
+            f"{sw['within']:.0%} at every core count; throughput per core at the fewest cores "
+            f"vs the most: {_f(sw['linearity'], '{:.2f}')} (1.00: linear)."
+        )
     cap = doc.get("capacity")
     if cap:
         lines.append(
@@ -304,6 +343,7 @@ class BenchReport:
     warnings: tuple[str, ...]
     runs: tuple[tuple[str, str], ...]  # (system, scenario): the folder of its load-test report
     flamegraphs: tuple[tuple[str, str], ...] = ()  # (label, SVG path) with --profile
+    charts: tuple[svgplot.LineChart, ...] = ()
 
 
 def html(doc: dict[str, Any]) -> str:
@@ -315,6 +355,7 @@ def html(doc: dict[str, Any]) -> str:
         warnings=tuple(_warnings(doc)),
         runs=tuple((system, sc) for system, r in doc["runs"].items() for sc in r),
         flamegraphs=_flamegraphs(doc),
+        charts=(_sweep_chart(doc["sweep"]),) if doc.get("sweep") else (),
     )
     return reports.render("bench.html.j2", report=view)
 

@@ -34,7 +34,7 @@ from typing import Any
 from rich.console import Console
 
 from pretix_cluster import bootstrap
-from pretix_cluster.bench import analysis, locks, profile, stacks
+from pretix_cluster.bench import analysis, locks, profile, stacks, sweep
 from pretix_cluster.cluster import Cluster
 from pretix_cluster.errors import UserError
 from pretix_cluster.loadtest.runner import LoadOptions, run_loadtest
@@ -59,6 +59,8 @@ class BenchOptions:
     capacity_target: float = CAPACITY_TARGET
     profile: bool = False  # py-spy and pg_stat_statements during each run (bench/profile.py)
     lock_hold: float = 0.0  # seconds of steady load per synchronous_commit mode (bench/locks.py)
+    cores: tuple[float, ...] = ()  # the core sweep (bench/sweep.py); empty: none
+    sweep_duration: float = 180.0  # seconds per point of the sweep
 
 
 def run_bench(cluster: Cluster, opts: BenchOptions, console: Console) -> tuple[dict, Path]:
@@ -76,6 +78,7 @@ def run_bench(cluster: Cluster, opts: BenchOptions, console: Console) -> tuple[d
     targets = {"baseline": baseline, "cluster": cluster}
     cluster_paused = False
     lock_holds: list[dict[str, Any]] = []
+    sweep_result: dict[str, Any] | None = None
     # One plan per scenario for both systems: the first run's calibrated pace is the
     # second's, so the same buyers offer the same load (a cold cluster right after `up`
     # calibrated 2.5x slower than the baseline and got 2.5x the buyers at 10x).
@@ -127,6 +130,13 @@ def run_bench(cluster: Cluster, opts: BenchOptions, console: Console) -> tuple[d
                     found = profiler.result()
                     figures["profile"] = found.to_dict() if found else None
                 runs[system][scenario] = figures
+        if opts.cores and "cluster" in opts.systems:
+            try:
+                sweep_result = sweep.run_sweep(
+                    cluster, list(opts.cores), opts.sweep_duration, out, console
+                )
+            except UserError as exc:
+                errors.append(f"core sweep: {exc}")
         if opts.lock_hold and "cluster" in opts.systems:
             try:
                 holds = locks.measure(cluster, target, opts.lock_hold, out, console)
@@ -147,6 +157,7 @@ def run_bench(cluster: Cluster, opts: BenchOptions, console: Console) -> tuple[d
     document = build_document(cluster, baseline, opts, target, runs)
     document |= {"images": images, "errors": errors, "warnings": warnings}
     document["lock_hold"] = lock_holds
+    document["sweep"] = sweep_result
     (out / "bench.json").write_text(json.dumps(document, indent=2, default=str) + "\n")
     return document, out
 
