@@ -133,6 +133,14 @@ def external_objects(spec: ClusterSpec, files: dict[str, ClusterFile], secret: b
 # --- building blocks -------------------------------------------------------
 
 
+# The data tier's members (PostgreSQL, Redis, Sentinel, HAProxy) are checked every 5 s, 3
+# misses: Swarm restarts a hung one after 15 s, and a restarted one is resolvable (Swarm's DNS
+# lists healthy tasks only) within 5 s. Every check is a `docker exec`: measured ~45 ms of
+# dockerd/containerd CPU outside the container plus ~23 ms inside, so the 3-s checks of the
+# 11 members cost ~0.25 cores of an idle 2-core machine; 5 s saves 40 % of that.
+DATA_TIER_CHECK = {"interval": 5, "timeout": 4, "retries": 3}
+
+
 def healthcheck(
     test: list[str], interval: int = 10, timeout: int = 5, retries: int = 3, start: int = 30
 ) -> dict:
@@ -243,9 +251,9 @@ def postgres_services(spec: ClusterSpec, images: ImageSet) -> dict[str, Service]
                 secret("patroni.yml", POSTGRES_UID),
                 secret("pg_pretix_password", POSTGRES_UID),
             ],
-            # Frequent: a restarted node is resolvable (and routable) only once healthy.
+            # A restarted node is resolvable (and routable) only once healthy.
             "healthcheck": healthcheck(
-                ["CMD", "/usr/local/bin/healthcheck.sh"], interval=3, timeout=4, retries=5, start=60
+                ["CMD", "/usr/local/bin/healthcheck.sh"], **DATA_TIER_CHECK, start=60
             ),
             # Patroni demotes cleanly on SIGTERM; give it time before SIGKILL.
             "stop_grace_period": "60s",
@@ -295,9 +303,7 @@ def redis_like(
             secret("redis_password", REDIS_UID),
             secret(redis_config_name(node), REDIS_UID, target=f"{role}.conf"),
         ],
-        "healthcheck": healthcheck(
-            ["CMD", "redis-healthcheck", role], interval=3, timeout=4, retries=5, start=30
-        ),
+        "healthcheck": healthcheck(["CMD", "redis-healthcheck", role], **DATA_TIER_CHECK, start=30),
         # Longer than redis' own shutdown-timeout (10 s), which waits for replicas.
         "stop_grace_period": "20s",
         "deploy": deploy(role, memory, restart_delay_s=_redis_restart_delay_s(spec, role)),
@@ -326,7 +332,7 @@ def haproxy_service(spec: ClusterSpec, images: ImageSet) -> Service:
         "environment": {"HAPROXY_HEALTH_PORT": str(PORTS.haproxy_health)},
         "networks": ["db", "cache"],
         "secrets": [secret("haproxy.cfg", HAPROXY_UID)],
-        "healthcheck": healthcheck(["CMD", "haproxy-healthcheck"], interval=3, start=10),
+        "healthcheck": healthcheck(["CMD", "haproxy-healthcheck"], **DATA_TIER_CHECK, start=10),
         "deploy": deploy("haproxy", spec.haproxy.memory, spec.haproxy.replicas, start_first=True),
     }
 

@@ -213,9 +213,7 @@ def plain_postgres_service(spec: ClusterSpec, images: ImageSet) -> blocks.Servic
         "secrets": [blocks.secret("pg_pretix_password", blocks.POSTGRES_UID)],
         "healthcheck": blocks.healthcheck(
             ["CMD", "pg_isready", "--quiet", "--host", "/var/run/postgresql"],
-            interval=3,
-            timeout=4,
-            retries=5,
+            **blocks.DATA_TIER_CHECK,
             start=60,
         ),
         # Fast shutdown: SIGTERM (smart) would wait for pretix's persistent connections.
