@@ -293,12 +293,16 @@ def _statements_reset(container: Container) -> list[str]:
 
 
 def _statements_read(container: Container, notes: list[str]) -> tuple[Statement, ...]:
+    # pretix tags each statement with a comment naming its URL or task and task id, so one
+    # statement appears once per task: grouped here without the comment.
     code, output = _psql(
         container,
-        "SELECT calls, round(total_exec_time::numeric, 1), round(mean_exec_time::numeric, 3), "
-        "rows, left(regexp_replace(query, '\\s+', ' ', 'g'), 200) FROM pg_stat_statements "
+        "SELECT sum(calls), round(sum(total_exec_time)::numeric, 1), "
+        "round((sum(total_exec_time) / sum(calls))::numeric, 3), sum(rows), "
+        "left(regexp_replace(regexp_replace(query, '/\\*.*?\\*/', '', 'g'), '\\s+', ' ', 'g'), 200)"
+        " AS statement FROM pg_stat_statements "
         "WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) "
-        f"ORDER BY total_exec_time DESC LIMIT {TOP * 2}",
+        f"GROUP BY statement ORDER BY 2 DESC LIMIT {TOP * 2}",
     )
     if code != 0:
         notes.append(f"pg_stat_statements: {output.strip()[-200:]}")
