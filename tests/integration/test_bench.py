@@ -41,7 +41,7 @@ def test_bench_measures_the_baseline_and_brings_the_cluster_back(cluster, spec_f
     assert (out / "baseline-shop" / web["flamegraph"]).read_text().startswith("<?xml")
     views = dict(web["by_view"])
     assert any(v.startswith("presale/views/") for v in views), views
-    assert any("pretixbase_order" in st["query"] for st in profile["statements"]), profile["notes"]
+    assert any("pretixbase_" in st["query"] for st in profile["statements"]), profile["notes"]
 
     deadline = time.monotonic() + RECOVERY_TIMEOUT_S
     while (problems := status.collect(cluster).problems) and time.monotonic() < deadline:

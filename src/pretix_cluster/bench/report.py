@@ -279,6 +279,14 @@ def answer(doc: dict[str, Any]) -> list[str]:
     sat = doc.get("saturation")
     if sat:
         lines.append(f"Limit at {sat['phase']}: {sat['why']}.")
+    profiled = sorted(
+        {f["profile"]["phase"] for r in doc["runs"].values() for f in r.values() if f.get("profile")}
+    )
+    if profiled:
+        lines.append(
+            f"Profiled: py-spy ran during {', '.join(profiled)} and took CPU from it (counted as "
+            "other); take the ratios from a run without --profile."
+        )
     for h in doc.get("lock_hold") or []:
         if h["mode"] == "on" and h["ceiling_per_min"]:
             verdict = "above" if h["ceiling_per_min"] >= locks.CUSTOMER_RATE else "BELOW"
