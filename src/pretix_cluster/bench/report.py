@@ -279,9 +279,8 @@ def answer(doc: dict[str, Any]) -> list[str]:
     sat = doc.get("saturation")
     if sat:
         lines.append(f"Limit at {sat['phase']}: {sat['why']}.")
-    profiled = sorted(
-        {f["profile"]["phase"] for r in doc["runs"].values() for f in r.values() if f.get("profile")}
-    )
+    runs = [f for r in doc["runs"].values() for f in r.values()]
+    profiled = sorted({f["profile"]["phase"] for f in runs if f.get("profile")})
     if profiled:
         lines.append(
             f"Profiled: py-spy ran during {', '.join(profiled)} and took CPU from it (counted as "
