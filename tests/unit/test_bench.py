@@ -391,3 +391,20 @@ def test_overload_hold_compares_the_heaviest_phase_with_the_best():
     assert (hold["phase"], hold["best_phase"], hold["ratio"]) == ("10x", "2x", 0.9)
     short = _phase("10x", 10, 40.0, 0.0, 40.0, steady=False)
     assert _figures([*phases[:2], short])["overload"] is None
+
+
+def test_a_profiled_run_says_py_spy_slowed_its_phase():
+    phases = [_phase("1x", 1, 9.0, 0.0, 4.0), _phase("2x", 2, 12.0, 0.0, 6.0)]
+    figures = _figures(phases)
+    figures["profile"] = {"phase": "2x", "seconds": 40, "containers": [], "statements": []}
+    doc = {
+        "host_cores": 2,
+        "target_per_min": 10,
+        "duration_s": 60,
+        "isolated": True,
+        "cluster_shape": {},
+        "baseline_shape": {},
+        "runs": {"cluster": {"shop": figures}},
+        "comparison": {},
+    }
+    assert "Profiled: py-spy ran during 2x" in report.markdown(doc)
