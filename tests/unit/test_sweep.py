@@ -23,7 +23,7 @@ def test_a_point_reports_its_error_against_the_prediction():
 
 def test_linearity_compares_throughput_per_core():
     points = [Point(0.5, None, 20.0, "1x", 1, "a"), Point(2.0, None, 100.0, "2x", 1, "b")]
-    assert sweep._linearity(points) == pytest.approx(1.25)  # 50/core vs 40/core
+    assert sweep._linearity(points) == pytest.approx(0.8)  # 40/core at 0.5 vs 50/core at 2
 
 
 def test_core_counts_are_checked():

@@ -160,13 +160,13 @@ def run_sweep(
 
 
 def _linearity(points: list[Point]) -> float | None:
-    """Measured purchases/min per core at the smallest point against the largest (1.0: linear)."""
+    """Measured purchases/min per core at the fewest cores against the most (1.0: linear)."""
     measured = [p for p in points if p.measured_per_min]
     if len(measured) < 2:
         return None
     small, large = min(measured, key=lambda p: p.cores), max(measured, key=lambda p: p.cores)
     per_core = [p.measured_per_min / p.cores for p in (small, large)]  # type: ignore[operator]
-    return round(per_core[1] / per_core[0], 2) if per_core[0] else None
+    return round(per_core[0] / per_core[1], 2) if per_core[1] else None
 
 
 def parse_cores(text: str) -> list[float]:
