@@ -39,6 +39,7 @@ from pretix_cluster import status, swarm
 from pretix_cluster.cluster import Cluster
 from pretix_cluster.daemons import patroni
 from pretix_cluster.errors import UserError
+from pretix_cluster.loadtest.report import percentile
 from pretix_cluster.loadtest.runner import LoadOptions, run_loadtest
 from pretix_cluster.loadtest.shapes import Plan
 
@@ -98,13 +99,6 @@ def spans(samples: Sequence[LockSample], granted: bool, gap_s: float) -> list[fl
     return out
 
 
-def _percentile(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
-
-
 @dataclasses.dataclass(frozen=True)
 class LockHold:
     """One mode's figures: holds and waits in milliseconds, the implied ceiling per quota."""
@@ -129,7 +123,7 @@ class LockHold:
             mode=mode,
             holds=len(holds),
             hold_mean_ms=ms(sum(holds) / len(holds)) if holds else None,
-            hold_p95_ms=ms(_percentile(holds, 95)),
+            hold_p95_ms=ms(percentile(holds, 95)),
             waits=len(waits),
             wait_mean_ms=ms(sum(waits) / len(waits)) if waits else None,
             sample_interval_ms=INTERVAL_S * 1000,
@@ -144,7 +138,9 @@ class LockHold:
         return dataclasses.asdict(self) | {"ceiling_per_min": self.ceiling_per_min}
 
 
-def _psql(container: Container, sql: str, timeout: float) -> tuple[int, str]:
+def psql(container: Container, sql: str, timeout: float = 30) -> tuple[int, str]:
+    """``sql`` in pretix's database on ``container`` as the postgres OS user (local socket,
+    peer authentication); tab-separated rows, no headers. Exit code and output."""
     command = ["psql", "-h", "/var/run/postgresql", "-d", patroni.DB_NAME, "-XAtq", "-F", "\t"]
     return swarm.exec_in(container, command, stdin=sql, user="postgres", timeout=timeout)
 
@@ -152,7 +148,7 @@ def _psql(container: Container, sql: str, timeout: float) -> tuple[int, str]:
 def sample(primary: Container, seconds: float) -> list[LockSample]:
     """Exclusive advisory locks on the primary, every INTERVAL_S for ``seconds``."""
     sql = _SAMPLE_SQL.format(seconds=int(seconds), interval=INTERVAL_S)
-    code, output = _psql(primary, sql, timeout=seconds + 60)
+    code, output = psql(primary, sql, timeout=seconds + 60)
     if code != 0:
         raise RuntimeError(f"lock sampler: {output.strip()[-200:]}")
     return [LockSample.from_psql_line(x) for x in output.splitlines() if x.count("\t") == 3]
@@ -170,7 +166,7 @@ def set_commit_mode(primary: Container, mode: str | None) -> None:
         "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
         f"WHERE usename = '{patroni.DB_USER}';"
     )
-    code, output = _psql(primary, setting + end, timeout=30)
+    code, output = psql(primary, setting + end)
     if code != 0:
         raise RuntimeError(f"synchronous_commit {mode}: {output.strip()[-200:]}")
 
@@ -187,6 +183,37 @@ def primary_container(cluster: Cluster) -> Container:
     return containers[0]
 
 
+class _Sampler:
+    """Samples the primary's locks in the steady window of a one-phase load run."""
+
+    def __init__(self, primary: Container):
+        self.primary = primary
+        self._found: list[LockSample] = []
+        self._thread: threading.Thread | None = None
+        self._seconds = 0.0
+
+    def start(self, plan: Plan, t_launch: float) -> None:
+        (phase,) = plan.phases
+        window = phase.steady_window(plan.pace_s)
+        if window is None:
+            return
+        start, end = window
+        self._seconds = end - start - 3
+        self._thread = threading.Thread(
+            target=self._run, args=(t_launch + start, self._seconds), daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, begin: float, seconds: float) -> None:
+        time.sleep(max(0.0, begin - time.time()))
+        self._found.extend(sample(self.primary, seconds))
+
+    def samples(self) -> list[LockSample]:
+        if self._thread is not None:
+            self._thread.join(timeout=self._seconds + 90)
+        return self._found
+
+
 def measure(
     cluster: Cluster, target: float, seconds: float, out: Path, console: Console
 ) -> list[LockHold]:
@@ -197,33 +224,17 @@ def measure(
         for mode in MODES:
             console.print(f"[bold]lock hold[/]: synchronous_commit={mode}, {seconds:.0f} s")
             set_commit_mode(primary, mode)
-            found: list[LockSample] = []
-            sampler: list[threading.Thread] = []
-
-            def start(plan: Plan, t_launch: float, found=found, sampler=sampler) -> None:
-                (phase,) = plan.phases
-                begin = t_launch + phase.ramp_s + plan.pace_s
-                window = t_launch + phase.end_s - begin - 3
-
-                def run() -> None:
-                    time.sleep(max(0.0, begin - time.time()))
-                    found.extend(sample(primary, window))
-
-                sampler.append(threading.Thread(target=run, name="lock-sampler", daemon=True))
-                sampler[0].start()
-
+            sampler = _Sampler(primary)
             load = LoadOptions(
                 scenario="shop",
                 shape="steady",
                 target=target,
                 duration=seconds,
                 out=out / f"locks-{mode}",
-                on_launch=start,
+                on_launch=sampler.start,
             )
             run_loadtest(cluster, load, console)
-            for thread in sampler:
-                thread.join(timeout=seconds + 90)
-            holds.append(LockHold.from_samples(mode, found, gap_s=3 * INTERVAL_S))
+            holds.append(LockHold.from_samples(mode, sampler.samples(), gap_s=3 * INTERVAL_S))
     finally:
         set_commit_mode(primary, None)
     return holds

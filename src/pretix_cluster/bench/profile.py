@@ -38,7 +38,6 @@ from docker.models.containers import Container
 from pretix_cluster import swarm
 from pretix_cluster.bench import locks
 from pretix_cluster.cluster import Cluster
-from pretix_cluster.daemons import patroni
 from pretix_cluster.errors import UserError
 from pretix_cluster.loadtest.shapes import Phase, Plan
 from pretix_cluster.reports import flamegraph
@@ -177,8 +176,9 @@ class Profiler:
 
     def start(self, plan: Plan, t_launch: float) -> None:
         phase = profiled_phase(plan)
-        begin = t_launch + phase.start_s + phase.ramp_s + plan.pace_s
-        seconds = min(SECONDS, t_launch + phase.end_s - begin - 2)
+        start, end = phase.steady_window(plan.pace_s) or (phase.end_s, phase.end_s)
+        begin = t_launch + start
+        seconds = min(SECONDS, end - start - 2)
         self._thread = threading.Thread(
             target=self._run, args=(phase, begin, seconds), name="profiler", daemon=True
         )
@@ -278,13 +278,8 @@ class Profiler:
         return containers[0]
 
 
-def _psql(container: Container, sql: str) -> tuple[int, str]:
-    command = ["psql", "-h", "/var/run/postgresql", "-d", patroni.DB_NAME, "-XAtq", "-F", "\t"]
-    return swarm.exec_in(container, [*command, "-c", sql], user="postgres", timeout=30)
-
-
 def _statements_reset(container: Container) -> list[str]:
-    code, output = _psql(
+    code, output = locks.psql(
         container,
         f"CREATE EXTENSION IF NOT EXISTS {STATEMENTS_EXTENSION}; "
         "SELECT pg_stat_statements_reset();",
@@ -295,7 +290,7 @@ def _statements_reset(container: Container) -> list[str]:
 def _statements_read(container: Container, notes: list[str]) -> tuple[Statement, ...]:
     # pretix tags each statement with a comment naming its URL or task and task id, so one
     # statement appears once per task: grouped here without the comment.
-    code, output = _psql(
+    code, output = locks.psql(
         container,
         "SELECT sum(calls), round(sum(total_exec_time)::numeric, 1), "
         "round((sum(total_exec_time) / sum(calls))::numeric, 3), sum(rows), "
