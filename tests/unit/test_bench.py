@@ -1,6 +1,8 @@
 """The bench's pure parts: the baseline stack, and the arithmetic over load-test summaries."""
 
+import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -408,3 +410,18 @@ def test_a_profiled_run_says_py_spy_slowed_its_phase():
         "comparison": {},
     }
     assert "Profiled: py-spy ran during 2x" in report.markdown(doc)
+
+
+def test_a_pace_that_is_not_positive_is_refused_before_anything_is_made(tmp_path):
+    out = tmp_path / "bench"
+    spec = tmp_path / "none.toml"
+    result = subprocess.run(
+        [sys.executable, "-m", "pretix_cluster", "bench", "--pace", "0", "--out", out, "-f", spec],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "DOCKER_HOST": "unix:///nonexistent/docker.sock"},
+    )
+    assert result.returncode == 2, result.stderr
+    assert "--pace must be a positive number" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not out.exists()

@@ -81,6 +81,13 @@ def bench(
     sweep_duration: Annotated[
         str, typer.Option(help="length of each run of the core sweep")
     ] = "3m",
+    pace: Annotated[
+        float | None,
+        typer.Option(
+            help="seconds between one buyer's purchase starts, for every run (default: "
+            "the first run's calibration); give an earlier run's to offer its load again"
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print bench.json")] = False,
 ) -> None:
     """Run the same load against a single-node baseline and the cluster, back to back.
@@ -101,6 +108,7 @@ def bench(
         lock_hold=parse_duration(lock_hold),
         cores=tuple(parse_cores(cores)) if cores else (),
         sweep_duration=parse_duration(sweep_duration),
+        pace=pace,
     )
     doc, folder = run_bench(Cluster.from_file(spec_file), opts, console)
     report.write(doc, folder)

@@ -61,6 +61,7 @@ class BenchOptions:
     lock_hold: float = 0.0  # seconds of steady load per synchronous_commit mode (bench/locks.py)
     cores: tuple[float, ...] = ()  # the core sweep (bench/sweep.py); empty: none
     sweep_duration: float = 180.0  # seconds per point of the sweep
+    pace: float | None = None  # seconds between a buyer's purchase starts; None: calibrated
 
 
 def run_bench(cluster: Cluster, opts: BenchOptions, console: Console) -> tuple[dict, Path]:
@@ -82,7 +83,7 @@ def run_bench(cluster: Cluster, opts: BenchOptions, console: Console) -> tuple[d
     # One plan per scenario for both systems: the first run's calibrated pace is the
     # second's, so the same buyers offer the same load (a cold cluster right after `up`
     # calibrated 2.5x slower than the baseline and got 2.5x the buyers at 10x).
-    paces: dict[str, float] = {}
+    paces: dict[str, float] = dict.fromkeys(opts.scenarios, opts.pace) if opts.pace else {}
     progress = step_logger(console)
     say(
         f"bench: {', '.join(opts.systems)} x {', '.join(opts.scenarios)}, phases 0.5x/1x/2x/10x "
@@ -241,6 +242,8 @@ def _validate(opts: BenchOptions) -> None:
         )
     if opts.target is not None and opts.target <= 0:
         raise UserError("--target must be a positive number of purchases per minute.")
+    if opts.pace is not None and opts.pace <= 0:
+        raise UserError("--pace must be a positive number of seconds, e.g. 3.9.")
 
 
 def _other(system: str) -> str:
