@@ -105,6 +105,11 @@ class WebSection(_Section):
     gunicorn_threads: int = Field(
         1, ge=1, description="threads per process; >1 switches gunicorn to gthread"
     )
+    metrics: bool = Field(
+        True,
+        description="pretix's /metrics endpoint (Prometheus text, basic auth): every request "
+        "then also writes its duration to Redis",
+    )
     memory: MemorySize = Field("768M", description=MEMORY_HELP)
 
 

@@ -252,3 +252,14 @@ def test_data_tier_members_are_checked_every_five_seconds(stack):
     for name in [*checked, "haproxy"]:
         check = stack["services"][name]["healthcheck"]
         assert (check["interval"], check["retries"]) == ("5s", 3), name
+
+
+@pytest.mark.parametrize("on", [True, False])
+def test_pretix_metrics_endpoint_follows_the_spec(on, values, edge):
+    spec = ClusterSpec.model_validate({"web": {"metrics": on}})
+    config = configparser.RawConfigParser()
+    config.read_string(HA.files(spec, values, edge)["pretix.cfg"].content)
+    assert config.has_section("metrics") is on
+    if on:
+        assert config.getboolean("metrics", "enabled")
+        assert config.get("metrics", "passphrase") == values["metrics_passphrase"]

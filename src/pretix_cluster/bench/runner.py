@@ -212,7 +212,7 @@ def build_document(
 
 def differences(spec: Any, host_cores: int) -> list[str]:
     """Every setting in which the cluster differs from the baseline (pretix's recipe)."""
-    return [
+    found = [
         f"pretix processes: cluster {spec.web.replicas} x {spec.web.gunicorn_workers} gunicorn "
         f"workers x {spec.web.gunicorn_threads} threads and {spec.worker.replicas} x "
         f"{spec.worker.concurrency} celery processes in their own containers, and a cron "
@@ -223,12 +223,17 @@ def differences(spec: Any, host_cores: int) -> list[str]:
         "HAProxy in front; baseline one server, the same parameters",
         f"Redis: cluster {spec.redis.nodes} nodes and {spec.redis.sentinels} Sentinels, HAProxy "
         "in front; baseline one Redis",
-        "pretix's metrics endpoint: on in the cluster ([metrics]), off in the baseline "
-        "(pretix's default)",
         "both: the tool's nginx in front, the same pretix image and pretix.cfg otherwise "
         "(sessions and cache in Redis, persistent database connections, bounded data-tier "
         "timeouts, the connection wait)",
     ]
+    if spec.web.metrics:
+        found.insert(
+            -1,
+            "pretix's metrics endpoint: on in the cluster ([metrics]), off in the baseline "
+            "(pretix's default)",
+        )
+    return found
 
 
 def _validate(opts: BenchOptions) -> None:

@@ -43,7 +43,11 @@ def config_context(spec: ClusterSpec, values: dict[str, str]) -> dict[str, objec
             "password": values["redis_password"],
         },
         "django_secret": values["django_secret"],
-        "metrics": {"user": METRICS_USER, "passphrase": values["metrics_passphrase"]},
+        "metrics": (
+            {"user": METRICS_USER, "passphrase": values["metrics_passphrase"]}
+            if spec.web.metrics
+            else None
+        ),
         "s3": s3_context(spec, values),
     }
 
