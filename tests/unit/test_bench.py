@@ -373,8 +373,16 @@ def test_reports_render_every_table():
         "comparison": {"shop": analysis.compare(runs["baseline"]["shop"], runs["cluster"]["shop"])},
         "saturation": None,
         "capacity": analysis.capacity_model(runs["cluster"]["shop"], ClusterSpec(), 800.0),
+        "settled": {
+            "baseline": {"waited_s": 20.0, "busy_cores": 0.1, "quiet": True},
+            "cluster": {"waited_s": 240.0, "busy_cores": 0.9, "quiet": False},
+        },
     }
     md = report.markdown(doc)
+    assert (
+        "Measured once settled after its start: baseline after 20 s (0.1 cores busy); "
+        "cluster after 240 s (0.9 cores busy, NOT quiet)." in md
+    )
     # the answer leads: the ratio, then what held at overload
     assert md.splitlines()[2].startswith(
         "- shop: the cluster sustained 9.0 purchases/min, the baseline 9.0: 1.00x"

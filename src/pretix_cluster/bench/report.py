@@ -321,6 +321,18 @@ def _intro(doc: dict[str, Any]) -> list[str]:
         "Baseline: " + "; ".join(f"{k} {v}" for k, v in doc["baseline_shape"].items()) + ".",
         *(f"Differs: {d}." for d in doc.get("differences", [])),
     ]
+    settled = doc.get("settled") or {}
+    if settled:
+        lines.append(
+            "Measured once settled after its start: "
+            + "; ".join(
+                f"{system} after {s['waited_s']:.0f} s ({s['busy_cores']:g} cores busy"
+                + ("" if s["quiet"] else ", NOT quiet")
+                + ")"
+                for system, s in settled.items()
+            )
+            + "."
+        )
     return lines
 
 

@@ -34,7 +34,7 @@ from typing import Any
 from rich.console import Console
 
 from pretix_cluster import bootstrap
-from pretix_cluster.bench import analysis, locks, profile, stacks, sweep
+from pretix_cluster.bench import analysis, locks, profile, settle, stacks, sweep
 from pretix_cluster.cluster import Cluster
 from pretix_cluster.errors import UserError
 from pretix_cluster.loadtest.runner import LoadOptions, run_loadtest
@@ -79,6 +79,7 @@ def run_bench(cluster: Cluster, opts: BenchOptions, console: Console) -> tuple[d
     targets = {"baseline": baseline, "cluster": cluster}
     cluster_paused = False
     lock_holds: list[dict[str, Any]] = []
+    settled: dict[str, settle.Settled] = {}
     sweep_result: dict[str, Any] | None = None
     # One plan per scenario for both systems: the first run's calibrated pace is the
     # second's, so the same buyers offer the same load (a cold cluster right after `up`
@@ -96,6 +97,7 @@ def run_bench(cluster: Cluster, opts: BenchOptions, console: Console) -> tuple[d
                 cluster_paused = cluster_paused or other is cluster
             say(f"[bold]{system}[/] ({measured.stack}, {measured.spec.local_url()}): up")
             bootstrap.up(measured, progress)
+            settled[system] = settle.wait_until_quiet(os.cpu_count() or 1, say)
             images[system] = measured.images().tags
             if measured is cluster:
                 cluster_paused = False
@@ -155,10 +157,17 @@ def run_bench(cluster: Cluster, opts: BenchOptions, console: Console) -> tuple[d
     warnings = []
     if len({tuple(sorted(t.items())) for t in images.values()}) > 1:
         warnings.append("the images changed between the baseline's and the cluster's runs")
+    warnings += [
+        f"{system} was still busy after its start ({s.busy_cores:g} cores after {s.waited_s:.0f} "
+        "s): its first phases include the start"
+        for system, s in settled.items()
+        if not s.quiet
+    ]
     document = build_document(cluster, baseline, opts, target, runs)
     document |= {"images": images, "errors": errors, "warnings": warnings}
     document["lock_hold"] = lock_holds
     document["sweep"] = sweep_result
+    document["settled"] = {system: s.to_dict() for system, s in settled.items()}
     (out / "bench.json").write_text(json.dumps(document, indent=2, default=str) + "\n")
     return document, out
 
