@@ -21,6 +21,27 @@ DEFAULT_SPEC_FILE = "cluster.toml"
 
 MemorySize = Annotated[str, Field(pattern=r"^[0-9]+[MG]$")]
 MEMORY_HELP = "memory limit per container; above it the kernel kills it and Swarm restarts it"
+# A warm pretix process (gunicorn worker, celery process) holds 240-265 MiB RSS, much of it
+# shared with its parent after the fork (session 8: a 2-process worker container used 451 MiB
+# of its cgroup). One web replica with 4 workers in 768M was killed again and again under
+# load ("Worker was sent SIGKILL! Perhaps out of memory?"): refuse such a spec instead.
+MIB_PER_PRETIX_PROCESS = 192
+
+
+def mebibytes(size: str) -> int:
+    """``768M`` -> 768, ``2G`` -> 2048 (a :data:`MemorySize`)."""
+    return int(size[:-1]) * (1024 if size.endswith("G") else 1)
+
+
+def _enough_for_pretix(section: str, memory: str, processes: int, what: str) -> None:
+    """One more process than asked for: gunicorn's master, celery's main process."""
+    need = MIB_PER_PRETIX_PROCESS * (processes + 1)
+    if mebibytes(memory) < need:
+        raise ValueError(
+            f"memory {memory} is too little for {processes} {what}: give [{section}] memory at "
+            f"least {need}M ({MIB_PER_PRETIX_PROCESS}M per process and one for the parent), "
+            "or fewer processes"
+        )
 
 
 class _Section(BaseModel):
@@ -112,11 +133,21 @@ class WebSection(_Section):
     )
     memory: MemorySize = Field("768M", description=MEMORY_HELP)
 
+    @model_validator(mode="after")
+    def _memory_for_its_workers(self) -> WebSection:
+        _enough_for_pretix("web", self.memory, self.gunicorn_workers, "gunicorn workers")
+        return self
+
 
 class WorkerSection(_Section):
     replicas: int = Field(2, ge=1, description="celery containers (checkout, mail, ...)")
     concurrency: int = Field(2, ge=1, description="celery processes per worker replica")
     memory: MemorySize = Field("768M", description=MEMORY_HELP)
+
+    @model_validator(mode="after")
+    def _memory_for_its_processes(self) -> WorkerSection:
+        _enough_for_pretix("worker", self.memory, self.concurrency, "celery processes")
+        return self
 
 
 class CronSection(_Section):

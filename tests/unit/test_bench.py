@@ -41,7 +41,7 @@ def spec():
             "cluster": {"name": "shop", "url": "https://tickets.example.org"},
             "nginx": {"port": 9000},
             "web": {"gunicorn_workers": 3, "gunicorn_threads": 2},
-            "worker": {"concurrency": 5},
+            "worker": {"concurrency": 5, "memory": "1152M"},
             "postgres": {"max_connections": 150, "shared_buffers": "256MB"},
         }
     )

@@ -91,3 +91,24 @@ def test_the_ports_message_reaches_the_terminal_intact(tmp_path, monkeypatch, ca
     assert exited.value.code == 2
     printed = " ".join(capsys.readouterr().err.split())
     assert "remove the [ports] section." in printed
+
+
+@pytest.mark.parametrize(
+    ("section", "settings", "need"),
+    [
+        # seen: one web replica with 4 workers in 768M, its workers killed again and again
+        ("web", {"gunicorn_workers": 4, "memory": "768M"}, "960M"),
+        ("worker", {"concurrency": 4, "memory": "768M"}, "960M"),
+    ],
+)
+def test_too_little_memory_for_the_pretix_processes_is_refused(section, settings, need):
+    with pytest.raises(UserError) as refused:
+        parse_spec({section: settings}, origin="test")
+    message = str(refused.value)
+    assert f"give [{section}] memory at least {need}" in message
+    assert "\n" not in message
+
+
+def test_the_default_pretix_sections_and_a_bigger_web_replica_are_accepted():
+    parse_spec({}, origin="test")
+    parse_spec({"web": {"gunicorn_workers": 4, "memory": "1G"}}, origin="test")

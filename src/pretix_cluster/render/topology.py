@@ -36,7 +36,7 @@ from pretix_cluster.render.configs import (
     template,
 )
 from pretix_cluster.render.placement import entry_label, label_constraint, member_label
-from pretix_cluster.spec import PORTS, ClusterSpec, TlsSection
+from pretix_cluster.spec import PORTS, ClusterSpec, TlsSection, mebibytes
 from pretix_cluster.tls import KeyPair
 
 SINGLE_NODE_SUFFIX = "-base"
@@ -275,5 +275,4 @@ def standalone_pretix_service(spec: ClusterSpec, images: ImageSet) -> blocks.Ser
 
 def _add_memory(*sizes: str) -> str:
     """``768M`` + ``1G`` -> ``1792M`` (the spec's MemorySize format)."""
-    factor = {"M": 1, "G": 1024}
-    return f"{sum(int(s[:-1]) * factor[s[-1]] for s in sizes)}M"
+    return f"{sum(mebibytes(s) for s in sizes)}M"
