@@ -204,8 +204,8 @@ def build_document(
             "redis": f"{spec.redis.nodes} nodes + {spec.redis.sentinels} sentinels",
         },
         "baseline_shape": {
-            "web": f"1 container: {topology.RECIPE_PROCESSES}, here {2 * host_cores} + "
-            f"{host_cores}",
+            "web": f"1 container: {topology.RECIPE_PROCESSES}, here "
+            + " + ".join(map(str, topology.recipe_process_counts(host_cores))),
             "postgres": "1 plain PostgreSQL 15, same parameters",
             "redis": "1 Redis, no replicas, no Sentinel",
         },
@@ -221,11 +221,12 @@ def build_document(
 
 def differences(spec: Any, host_cores: int) -> list[str]:
     """Every setting in which the cluster differs from the baseline (pretix's recipe)."""
+    gunicorn, celery = topology.recipe_process_counts(host_cores)
     found = [
         f"pretix processes: cluster {spec.web.replicas} x {spec.web.gunicorn_workers} gunicorn "
         f"workers x {spec.web.gunicorn_threads} threads and {spec.worker.replicas} x "
         f"{spec.worker.concurrency} celery processes in their own containers, and a cron "
-        f"container; baseline {2 * host_cores} gunicorn sync workers and {host_cores} celery "
+        f"container; baseline {gunicorn} gunicorn sync workers and {celery} celery "
         "processes in one container (pretix's defaults), cron not run",
         f"PostgreSQL: cluster {spec.postgres.nodes} Patroni nodes, synchronous replication "
         f"{'on' if spec.postgres.synchronous else 'off'}, etcd ({spec.etcd.members} members), "

@@ -243,6 +243,13 @@ def lone_redis_service(spec: ClusterSpec, images: ImageSet) -> blocks.Service:
 # What pretix's own Docker image runs when nothing is set: gunicorn with 2 x nproc sync
 # workers, max-requests 1200 (jitter 50), and celery with one process per CPU.
 RECIPE_PROCESSES = "gunicorn 2 x nproc sync workers, celery nproc processes (pretix's defaults)"
+
+
+def recipe_process_counts(cores: int) -> tuple[int, int]:
+    """(gunicorn workers, celery processes) of :data:`RECIPE_PROCESSES` on ``cores`` CPUs."""
+    return 2 * cores, cores
+
+
 _TUNED_BY_THE_CLUSTER = (
     "PRETIX_GUNICORN_WORKERS",
     "PRETIX_GUNICORN_THREADS",
