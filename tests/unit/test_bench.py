@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from pretix_cluster.bench import analysis, report
+from pretix_cluster.bench.runner import differences
 from pretix_cluster.bench.stacks import baseline_of
 from pretix_cluster.cluster import Cluster
 from pretix_cluster.images.build import COMPONENTS, ImageSet
@@ -433,3 +434,16 @@ def test_a_pace_that_is_not_positive_is_refused_before_anything_is_made(tmp_path
     assert "--pace must be a positive number" in result.stderr
     assert "Traceback" not in result.stderr
     assert not out.exists()
+
+
+def test_the_report_names_the_recipes_processes_and_the_clusters_from_the_spec(spec):
+    found = differences(spec, host_cores=2)
+    assert found[0] == (
+        "pretix processes: cluster 2 x 3 gunicorn workers x 2 threads and 2 x 5 celery "
+        "processes in their own containers, and a cron container; baseline 4 gunicorn sync "
+        "workers and 2 celery processes in one container (pretix's defaults), cron not run"
+    )
+    assert any("metrics endpoint: on in the cluster" in d for d in found)
+    quiet = differences(parse_spec({"web": {"metrics": False}}), host_cores=3)
+    assert "baseline 6 gunicorn sync workers and 3 celery" in quiet[0]
+    assert not any("metrics" in d for d in quiet)
