@@ -27,6 +27,8 @@ SECRET_NAMES: dict[str, int] = {
     "haproxy_stats_password": 24,
     "pretix_admin_password": 18,
     "metrics_passphrase": 24,
+    # Signs the waiting room's cookies (nginx): a buyer cannot forge admission or a place.
+    "waiting_room_key": 32,
     # Pushes and pulls of the managed registry ([images] registry = "managed").
     "registry_password": 24,
 }

@@ -89,6 +89,54 @@ class NginxSection(_Section):
     memory: MemorySize = Field("64M", description=MEMORY_HELP)
 
 
+class WaitingRoomSection(_Section):
+    """Buyer admission at the edge: at a rush, buyers beyond the shop's capacity wait in line.
+
+    Each nginx admits buyers in the order they came; the others get a page nginx answers
+    itself (no pretix process spent on them) with their place in line, refreshed until
+    a place in the shop is free. An admitted buyer is never sent back mid-checkout.
+    """
+
+    buyers_per_node: int = Field(
+        0,
+        ge=0,
+        le=100000,
+        description="buyers active in the shop at once through each entry node (nginx); "
+        "the rest wait in line. 0: no waiting room. From the bench: sustained "
+        "purchases/min x purchase time (min), divided by the entry nodes",
+    )
+    refresh: int = Field(
+        5, ge=1, le=60, description="seconds between a waiting buyer's checks (the page reloads)"
+    )
+    active_timeout: int = Field(
+        60,
+        ge=5,
+        le=3600,
+        description="a buyer without a request for this long (s) no longer counts as "
+        "active; they stay admitted",
+    )
+    admitted_for: int = Field(
+        1800,
+        ge=60,
+        le=86400,
+        description="an admitted buyer keeps access this long (s) after their last request "
+        "(pretix's default cart reservation is 30 min)",
+    )
+
+    @property
+    def enabled(self) -> bool:
+        return self.buyers_per_node > 0
+
+    @model_validator(mode="after")
+    def _admission_outlives_activity(self) -> WaitingRoomSection:
+        if self.admitted_for < self.active_timeout:
+            raise ValueError(
+                "admitted_for must be at least active_timeout: a buyer would lose access "
+                "while still counted as active"
+            )
+        return self
+
+
 class TlsSection(_Section):
     """The shop's certificate (an https URL only); none given: the tool's local CA issues one."""
 
@@ -403,6 +451,7 @@ def _numbered(prefix: str, count: int) -> list[str]:
 class ClusterSpec(_Section):
     cluster: ClusterSection = ClusterSection()
     nginx: NginxSection = NginxSection()
+    waiting_room: WaitingRoomSection = WaitingRoomSection()
     tls: TlsSection = TlsSection()
     web: WebSection = WebSection()
     worker: WorkerSection = WorkerSection()

@@ -27,8 +27,12 @@ def edge(tmp_path_factory):
     return LocalCA.ensure(tmp_path_factory.mktemp("ca")).issue(["tickets.example.org"])
 
 
+KEY = "waiting-room-key-for-the-tests"
+
+
 def files_of(raw: dict, edge=None) -> dict[str, str]:
-    return {f.name: f.content for f in nginx_files(parse_spec(raw), edge)}
+    values = {nginx.WAITING_ROOM_KEY: KEY}
+    return {f.name: f.content for f in nginx_files(parse_spec(raw), values, edge)}
 
 
 def conf_of(raw: dict) -> str:
@@ -152,7 +156,7 @@ def test_the_pages_say_when_to_retry():
 
 def test_the_pair_reaches_nginx_as_secrets_and_the_pages_as_configs(edge):
     spec = parse_spec(HTTPS)
-    by_name = {f.name: f for f in nginx_files(spec, edge)}
+    by_name = {f.name: f for f in nginx_files(spec, {}, edge)}
     assert by_name[nginx.TLS_KEY].secret and by_name[nginx.TLS_CERT].secret
     assert by_name[nginx.TLS_KEY].content == edge.key_pem.decode()
     assert not any(by_name[n].secret for n in ("nginx.conf", nginx.PAGE_HTML, nginx.PAGE_JSON))
@@ -212,3 +216,75 @@ def test_impossible_tls_settings_are_refused_with_the_reason(raw, reason):
 def test_a_plain_http_edge_may_share_nothing_but_needs_no_distinct_http_port():
     spec = parse_spec(HTTP | {"nginx": {"port": 8080, "http_port": 8080}})
     assert list(nginx.published_ports(spec)) == [PORTS.nginx]
+
+
+# --- the waiting room -----------------------------------------------------------------------
+
+ROOM = {"waiting_room": {"buyers_per_node": 40, "refresh": 3, "active_timeout": 45}}
+
+
+def lua_settings(conf: str) -> str:
+    """The table nginx.conf hands to waiting_room.lua's init()."""
+    return re.search(r'require\("waiting_room"\)\.init\((\{.*\})\)', conf).group(1)
+
+
+def test_without_a_waiting_room_nginx_loads_no_lua_and_mounts_nothing_more():
+    files = files_of(HTTP)
+    assert "lua" not in files["nginx.conf"]
+    assert set(files) == {"nginx.conf", nginx.PAGE_HTML, nginx.PAGE_JSON}
+
+
+def test_the_waiting_room_gates_the_shop_location_only():
+    conf = conf_of(HTTP | ROOM)
+    assert "load_module modules/ngx_http_lua_module.so;" in conf
+    shop = servers(conf)[-1]
+    assert "access_by_lua_block" in block(shop, "location / ")
+    assert conf.count("access_by_lua_block") == 1  # health, static, media: never gated
+    assert f"lua_shared_dict {nginx.WAITING_ROOM_DICT} {nginx.WAITING_ROOM_DICT_SIZE};" in conf
+
+
+def test_the_waiting_rooms_settings_come_from_the_spec():
+    settings = lua_settings(conf_of(HTTPS | ROOM))
+    for part in ("buyers = 40", "refresh = 3", "active_timeout = 45", "admitted_for = 1800"):
+        assert part in settings
+    assert "secure = true" in settings  # https: its cookies only over TLS
+    assert f'key_file = "{nginx.SECRETS_DIR}/{nginx.WAITING_ROOM_KEY}"' in settings
+    assert f'page_file = "{nginx.PAGES_DIR}/{nginx.PAGE_WAITING}"' in settings
+    assert '"/api/"' in settings and '"/webhook/"' in settings
+    assert "secure = false" in lua_settings(conf_of(HTTP | ROOM))
+
+
+def test_the_waiting_page_refreshes_and_carries_the_marker_for_the_place():
+    page = files_of(HTTP | ROOM)[nginx.PAGE_WAITING]
+    assert (
+        '<meta http-equiv="refresh" content="5">'
+        in files_of(HTTP | {"waiting_room": {"buyers_per_node": 1}})[nginx.PAGE_WAITING]
+    )
+    assert '<meta http-equiv="refresh" content="3">' in page
+    assert nginx.POSITION_MARKER in page
+
+
+def test_the_key_reaches_nginx_as_a_secret_and_the_page_as_a_config():
+    spec = parse_spec(HTTP | ROOM)
+    files = {f.name: f for f in nginx_files(spec, {nginx.WAITING_ROOM_KEY: KEY}, None)}
+    assert files[nginx.WAITING_ROOM_KEY].secret and files[nginx.WAITING_ROOM_KEY].content == KEY
+    assert not files[nginx.PAGE_WAITING].secret
+    assert KEY not in files["nginx.conf"].content
+    service = nginx_service(spec, IMAGES)
+    assert [s["source"] for s in service["secrets"]] == [nginx.WAITING_ROOM_KEY]
+    assert service["secrets"][0]["uid"] == nginx.NGINX_UID
+    targets = {c["target"] for c in service["configs"]}
+    assert f"{nginx.PAGES_DIR}/{nginx.PAGE_WAITING}" in targets
+
+
+@pytest.mark.parametrize(
+    ("room", "reason"),
+    [
+        ({"admitted_for": 60, "active_timeout": 120}, "admitted_for must be at least"),
+        ({"buyers_per_node": -1}, "buyers_per_node"),
+        ({"refresh": 0}, "refresh"),
+    ],
+)
+def test_impossible_waiting_room_settings_are_refused_with_the_reason(room, reason):
+    with pytest.raises(UserError, match=reason):
+        parse_spec({"waiting_room": room})

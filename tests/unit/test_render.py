@@ -263,3 +263,15 @@ def test_pretix_metrics_endpoint_follows_the_spec(on, values, edge):
     if on:
         assert config.getboolean("metrics", "enabled")
         assert config.get("metrics", "passphrase") == values["metrics_passphrase"]
+
+
+def test_lua_literals_of_the_settings_nginx_hands_to_its_lua():
+    from pretix_cluster.render.configs import lua_literal
+
+    assert lua_literal({"a": 1, "b": True, "c": ["/x", 'q"'], "d": {}}) == (
+        '{ a = 1, b = true, c = { "/x", "q\\"" }, d = {  } }'
+    )
+    with pytest.raises(ValueError, match="Lua identifier"):
+        lua_literal({"not an identifier": 1})
+    with pytest.raises(ValueError, match="ASCII"):
+        lua_literal("café")

@@ -7,6 +7,11 @@ of a broken pretix is no service.
 The edge also decides what a buyer sees while the data tier is down: pretix
 answers 500 then (or no web replica answers: nginx's own 502/504), and nginx
 replaces that with a clear 503 page (JSON under /api/) saying when to retry.
+
+With ``[waiting_room]`` on, nginx also admits buyers (``waiting_room.lua`` in the
+image): at most ``buyers_per_node`` active in the shop through each nginx, the others
+in line on a page nginx answers itself: 503, ``Retry-After`` and their place in
+:data:`POSITION_HEADER`, which the load test follows like a browser.
 """
 
 from __future__ import annotations
@@ -33,6 +38,23 @@ PAGES_DIR = "/etc/nginx/unavailable"
 # The internal location error_page redirects to; the outside gets 404 for it.
 UNAVAILABLE_LOCATION = "/_cluster/unavailable"
 SECRETS_DIR = "/run/secrets"
+# The waiting room: its page (a config beside the 503 pages), the key signing its cookies
+# (the state folder's secret of that name), the header naming a waiting buyer's place,
+# and the marker in the page that nginx replaces with it.
+PAGE_WAITING = "waiting.html"
+WAITING_ROOM_KEY = "waiting_room_key"
+POSITION_HEADER = "X-Waiting-Room"
+POSITION_MARKER = "@@position@@"
+WAITING_ROOM_DICT = "waiting_room"
+# One entry per active buyer and per waiting one (~100 bytes each): room for ~80,000.
+WAITING_ROOM_DICT_SIZE = "8m"
+# Where the image keeps waiting_room.lua (images/nginx/Dockerfile).
+LUA_DIR = "/usr/share/pretix-cluster/lua"
+# Within an event's pages, what a buyer never queues for: the API (integrations, box
+# office), the back office, global plugin URLs (payment webhooks under /_<plugin>/), a
+# placed order's pages and event-level webhooks.
+NEVER_WAITING_PREFIXES = (API_PREFIX, "/control/", "/_")
+NEVER_WAITING_PARTS = ("/order/", "/webhook/")
 NGINX_UID = "33"  # www-data in the nginx image
 
 
@@ -59,7 +81,40 @@ def config_context(spec: ClusterSpec) -> dict[str, object]:
         },
         "health_path": HEALTH_PATH,
         "live_path": LIVE_PATH,
+        "waiting_room": waiting_room_context(spec),
     }
+
+
+def waiting_room_context(spec: ClusterSpec) -> dict[str, object] | None:
+    """waiting_room.lua's settings; None without a waiting room."""
+    room = spec.waiting_room
+    if not room.enabled:
+        return None
+    return {
+        "lua_dir": LUA_DIR,
+        "dict": WAITING_ROOM_DICT,
+        "dict_size": WAITING_ROOM_DICT_SIZE,
+        "settings": {
+            "dict": WAITING_ROOM_DICT,
+            "buyers": room.buyers_per_node,
+            "refresh": room.refresh,
+            "active_timeout": room.active_timeout,
+            "admitted_for": room.admitted_for,
+            "secure": spec.tls_enabled,
+            "key_file": f"{SECRETS_DIR}/{WAITING_ROOM_KEY}",
+            "page_file": f"{PAGES_DIR}/{PAGE_WAITING}",
+            "marker": POSITION_MARKER,
+            "position_header": POSITION_HEADER,
+            "exempt_prefixes": list(NEVER_WAITING_PREFIXES),
+            "exempt_parts": list(NEVER_WAITING_PARTS),
+        },
+    }
+
+
+def page_files(spec: ClusterSpec) -> tuple[str, ...]:
+    """The pages nginx mounts in PAGES_DIR: the 503 pages, and the waiting room's when on."""
+    pages = (PAGE_HTML, PAGE_JSON)
+    return (*pages, PAGE_WAITING) if spec.waiting_room.enabled else pages
 
 
 def tls_context(spec: ClusterSpec) -> dict[str, object] | None:
@@ -91,3 +146,15 @@ def published_ports(spec: ClusterSpec) -> dict[int, int]:
 def page_context(spec: ClusterSpec) -> dict[str, object]:
     """unavailable.html.j2's and unavailable.json.j2's values."""
     return {"retry_after": RETRY_AFTER_S, "shop_url": spec.cluster.url}
+
+
+def secret_files(spec: ClusterSpec) -> tuple[str, ...]:
+    """The secrets nginx mounts in SECRETS_DIR: the TLS pair, the waiting room's key."""
+    tls = (TLS_CERT, TLS_KEY) if spec.tls_enabled else ()
+    room = (WAITING_ROOM_KEY,) if spec.waiting_room.enabled else ()
+    return (*tls, *room)
+
+
+def waiting_page_context(spec: ClusterSpec) -> dict[str, object]:
+    """waiting.html.j2's values: nginx puts the buyer's place where the marker is."""
+    return {"refresh": spec.waiting_room.refresh, "position": POSITION_MARKER}

@@ -8,6 +8,7 @@ configs; both are immutable, so each gets a content-versioned object name.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,12 +36,35 @@ class ClusterFile:
 
 def _environment() -> Environment:
     # StrictUndefined: a misspelt variable must fail the render, not produce an empty value.
-    return Environment(
+    env = Environment(
         loader=FileSystemLoader(TEMPLATES),
         undefined=StrictUndefined,
         keep_trailing_newline=True,
         autoescape=False,
     )
+    env.filters["lua"] = lua_literal
+    return env
+
+
+def lua_literal(value: object) -> str:
+    """A Lua literal of a value made of dicts (identifier keys), lists, str, int, bool."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        if not value.isascii():
+            raise ValueError(f"not an ASCII string: {value!r}")
+        # JSON's escapes for ASCII (\\ \" \n \t) are Lua's too.
+        return json.dumps(value)
+    if isinstance(value, list | tuple):
+        return "{ " + ", ".join(lua_literal(v) for v in value) + " }"
+    if isinstance(value, dict):
+        for key in value:
+            if not (isinstance(key, str) and key.isidentifier() and key.isascii()):
+                raise ValueError(f"not a Lua identifier: {key!r}")
+        return "{ " + ", ".join(f"{k} = {lua_literal(v)}" for k, v in value.items()) + " }"
+    raise TypeError(f"no Lua literal for {type(value).__name__}")
 
 
 def template(name: str, secret: bool, **context: object) -> ClusterFile:
@@ -60,7 +84,7 @@ def render_files(
         template("pretix.cfg", True, **pretix.config_context(spec, values)),
         template("patroni.yml", True, **patroni.config_context(spec, values)),
         template("haproxy.cfg", True, **haproxy.config_context(spec, values)),
-        *nginx_files(spec, edge),
+        *nginx_files(spec, values, edge),
         ClusterFile("pg_pretix_password", values["pg_pretix_password"], True),
         ClusterFile("redis_password", values["redis_password"], True),
         ClusterFile("etcd_root_password", values["etcd_root_password"], True),
@@ -70,10 +94,11 @@ def render_files(
     return {f.name: f for f in files}
 
 
-def nginx_files(spec: ClusterSpec, edge: KeyPair | None) -> list[ClusterFile]:
-    """nginx.conf, the 503 pages and the TLS pair (None: files without it, e.g. an http URL).
-
-    The certificate and key are secrets: the key never goes into a config.
+def nginx_files(
+    spec: ClusterSpec, values: dict[str, str], edge: KeyPair | None
+) -> list[ClusterFile]:
+    """nginx.conf, its pages and secrets: the TLS pair (None: an http URL) and, with a
+    waiting room, the key signing its cookies. Keys are secrets, never configs.
     """
     pages = nginx.page_context(spec)
     files = [
@@ -85,6 +110,11 @@ def nginx_files(spec: ClusterSpec, edge: KeyPair | None) -> list[ClusterFile]:
         files += [
             ClusterFile(nginx.TLS_CERT, edge.cert_pem.decode(), True),
             ClusterFile(nginx.TLS_KEY, edge.key_pem.decode(), True),
+        ]
+    if spec.waiting_room.enabled:
+        files += [
+            template(nginx.PAGE_WAITING, False, **nginx.waiting_page_context(spec)),
+            ClusterFile(nginx.WAITING_ROOM_KEY, values[nginx.WAITING_ROOM_KEY], True),
         ]
     return files
 

@@ -418,7 +418,7 @@ def nginx_service(spec: ClusterSpec, images: ImageSet) -> Service:
             {"source": "nginx.conf", "target": "/etc/nginx/nginx.conf", "mode": 0o444},
             *[
                 {"source": page, "target": f"{nginx.PAGES_DIR}/{page}", "mode": 0o444}
-                for page in (nginx.PAGE_HTML, nginx.PAGE_JSON)
+                for page in nginx.page_files(spec)
             ],
         ],
         "healthcheck": healthcheck(["CMD", "nginx-healthcheck"], start=10),
@@ -427,9 +427,7 @@ def nginx_service(spec: ClusterSpec, images: ImageSet) -> Service:
         # start-first update would wait forever for a free node.
         "deploy": deploy("nginx", spec.nginx.memory, replicas=None),
     }
-    if spec.tls_enabled:
-        service["secrets"] = [
-            secret(nginx.TLS_CERT, nginx.NGINX_UID),
-            secret(nginx.TLS_KEY, nginx.NGINX_UID),
-        ]
+    secrets = [secret(name, nginx.NGINX_UID) for name in nginx.secret_files(spec)]
+    if secrets:
+        service["secrets"] = secrets
     return service

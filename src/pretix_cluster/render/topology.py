@@ -143,7 +143,7 @@ class SingleNode(Topology):
         }
         files = [
             template("pretix.cfg", True, **pretix),
-            *nginx_files(spec, edge),
+            *nginx_files(spec, values, edge),
             ClusterFile("pg_pretix_password", values["pg_pretix_password"], True),
             ClusterFile("redis_password", values["redis_password"], True),
             # A lone master: no replica could ever acknowledge a write.
