@@ -230,3 +230,14 @@ def test_an_admission_holds_at_every_entry_node_of_the_cluster(room):
     moved = Buyer(PORT_B)
     moved.client.cookies.set("pc_admit", admitted.client.cookies["pc_admit"])
     assert moved.place() is None  # the buyer's entry node died: the other lets them in
+
+
+def test_a_placed_order_frees_the_buyers_place_at_once(room):
+    buyers = [Buyer(), Buyer()]
+    for buyer in buyers:
+        buyer.get()
+    waiting = Buyer()
+    assert waiting.place() == 1
+    assert buyers[0].place("/demo/tickets/order/ABC12/s3cr3t/") is None
+    assert waiting.place() is None  # no active_timeout to wait out
+    assert buyers[0].place() is None  # still admitted

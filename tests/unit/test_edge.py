@@ -250,7 +250,7 @@ def test_the_waiting_rooms_settings_come_from_the_spec():
     assert "secure = true" in settings  # https: its cookies only over TLS
     assert f'key_file = "{nginx.SECRETS_DIR}/{nginx.WAITING_ROOM_KEY}"' in settings
     assert f'page_file = "{nginx.PAGES_DIR}/{nginx.PAGE_WAITING}"' in settings
-    assert '"/api/"' in settings and '"/webhook/"' in settings
+    assert '"/api/"' in settings and '"/webhook/"' in settings and '"/order/"' in settings
     assert "secure = false" in lua_settings(conf_of(HTTP | ROOM))
 
 

@@ -51,10 +51,15 @@ WAITING_ROOM_DICT_SIZE = "8m"
 # Where the image keeps waiting_room.lua (images/nginx/Dockerfile).
 LUA_DIR = "/usr/share/pretix-cluster/lua"
 # Within an event's pages, what a buyer never queues for: the API (integrations, box
-# office), the back office, global plugin URLs (payment webhooks under /_<plugin>/), a
-# placed order's pages and event-level webhooks.
+# office), the back office, global plugin URLs (payment webhooks under /_<plugin>/) and
+# event-level webhooks.
 NEVER_WAITING_PREFIXES = (API_PREFIX, "/control/", "/_")
-NEVER_WAITING_PARTS = ("/order/", "/webhook/")
+NEVER_WAITING_PARTS = ("/webhook/",)
+# A placed order's pages: never queued for, and reaching one ends the purchase, so the
+# buyer's place goes to the next in line at once. Without this a place would stay taken
+# for active_timeout after every purchase (at 2 s per purchase and 60 s, 30 times the
+# time it is used).
+PURCHASE_DONE_PARTS = ("/order/",)
 NGINX_UID = "33"  # www-data in the nginx image
 
 
@@ -107,6 +112,7 @@ def waiting_room_context(spec: ClusterSpec) -> dict[str, object] | None:
             "position_header": POSITION_HEADER,
             "exempt_prefixes": list(NEVER_WAITING_PREFIXES),
             "exempt_parts": list(NEVER_WAITING_PARTS),
+            "done_parts": list(PURCHASE_DONE_PARTS),
         },
     }
 

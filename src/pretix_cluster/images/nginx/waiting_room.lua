@@ -223,9 +223,18 @@ local function hold(position, cookies)
   return ngx.exit(ngx.HTTP_OK)
 end
 
+local function contains_any(uri, parts)
+  for _, part in ipairs(parts) do
+    if uri:find(part, 1, true) then
+      return true
+    end
+  end
+  return false
+end
+
 -- Only an event's pages (/<organizer>/<event>/...), where the purchase runs, are gated;
--- of those, not the parts a buyer does not queue for (their order's page, a payment
--- provider's webhook). Everything else (/api/, /control/, the index) always passes.
+-- of those, not the parts a buyer does not queue for (a payment provider's webhook, the
+-- pages of a placed order). Everything else (/api/, /control/, the index) always passes.
 local function gated(uri)
   if not uri:find("^/[^/]+/[^/]+/") then
     return false
@@ -235,20 +244,32 @@ local function gated(uri)
       return false
     end
   end
-  for _, part in ipairs(conf.exempt_parts) do
-    if uri:find(part, 1, true) then
-      return false
-    end
+  return not contains_any(uri, conf.exempt_parts) and not contains_any(uri, conf.done_parts)
+end
+
+-- The buyer reached their placed order: their place goes to the next in line at once,
+-- not after active_timeout (they stay admitted, e.g. to buy again).
+local function release_place(id)
+  local i = dict:get("buyer:" .. id)
+  if i and dict:get("slot:" .. i) == id then
+    dict:delete("slot:" .. i)
   end
-  return true
+  dict:delete("buyer:" .. id)
 end
 
 -- access_by_lua: let the request through to pretix, or answer the waiting page.
 function M.access()
-  if not gated(ngx.var.uri) then
+  local uri = ngx.var.uri
+  local now = ngx.time()
+  if contains_any(uri, conf.done_parts) then
+    local id = admission(now)
+    if id then
+      release_place(id)
+    end
+  end
+  if not gated(uri) then
     return
   end
-  local now = ngx.time()
   local id, expires = admission(now)
   if id then
     keep_active(id)
