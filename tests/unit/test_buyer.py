@@ -19,6 +19,7 @@ from urllib.parse import parse_qsl
 import httpx
 import pytest
 
+from pretix_cluster.loadtest import flows
 from pretix_cluster.loadtest.buyer import (
     STEP_EVENT_PAGE,
     STEP_QUESTIONS,
@@ -33,6 +34,7 @@ from pretix_cluster.loadtest.buyer import (
     question_answers,
     waiting_room_hold,
 )
+from pretix_cluster.loadtest.config import RunConfig
 from pretix_cluster.loadtest.forms import error_messages, find_post_form, parse_forms
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "pretix"
@@ -357,3 +359,33 @@ def test_only_the_waiting_rooms_503_is_a_hold():
     for retry_after, wait in (("0", 0.5), ("3600", 30.0), ("soon", 0.5)):
         held = httpx.Response(503, headers={"X-Waiting-Room": "1", "Retry-After": retry_after})
         assert waiting_room_hold(held) == Hold(position=1, wait_s=wait)
+
+
+def test_the_ledger_keeps_the_wait_apart_from_the_purchase(tmp_path):
+    with WaitingRoomShop({EVENT_PAGE: ["1"]}) as shop:
+        cfg = RunConfig(
+            run_id="lt1",
+            scenario="shop",
+            base_url=shop.base_url,
+            host_header=None,
+            organizer="demo",
+            event="tickets",
+            item_id=ITEM,
+            quota_id=1,
+            quota_size=10,
+            ledger_dir=str(tmp_path),
+            plan={},
+            pace_s=1.0,
+            fetch_assets=False,  # the recorded purchase has no assets to serve
+        )
+        with flows.make_client(cfg) as client:
+            flow = flows.ShopFlow(cfg, client, flows.NullReporter())
+            record = flow.purchase(flows.Identity.new(cfg.run_id))
+    assert record["outcome"] == "completed" and record["code"] == ORDER[0]
+    assert (record["queue_holds"], record["queue_position"]) == (1, 1)
+    assert record["queue_s"] >= 1.0
+    # the step and the purchase are the admitted buyer's; the buyer's end is after both
+    assert record["steps"][STEP_EVENT_PAGE] < 0.5 and record["seconds"] < 1.0
+    assert record["t1"] - record["t0"] == pytest.approx(
+        record["queue_s"] + record["seconds"], abs=0.01
+    )
