@@ -317,6 +317,30 @@ def test_bench_report_shows_every_table_and_escapes(summary):
     )
 
 
+def test_bench_shows_the_wait_next_to_the_purchase_p95(summary, held):
+    base = bench_analysis.system_figures(summary, None, 2)
+    clus = bench_analysis.system_figures(held, None, 2)
+    tenx = clus["phases"][-1]
+    assert (tenx["waited"], tenx["queue_p95_s"]) == (held.throughput.phases[-1].waited, 10.0)
+    assert clus["phases"][0]["waited"] == 0 and base["waited"] == 0
+    doc = {
+        "runs": {"baseline": {"shop": base}, "cluster": {"shop": clus}},
+        "comparison": {"shop": bench_analysis.compare(base, clus)},
+    }
+    [(_, head, rows)] = [
+        t for t in bench_report.tables(doc) if t[0] == "shop flow: baseline vs cluster"
+    ]
+    by_phase = {row[0]: dict(zip(head, row, strict=True)) for row in rows}
+    assert by_phase["10x"]["cluster p95 s"] == (
+        f"{tenx['p95_s']:.2f} (+ wait p95 10.0 s, {tenx['waited']} waited)"
+    )
+    assert by_phase["10x"]["base p95 s"] == f"{base['phases'][-1]['p95_s']:.2f}"
+    assert by_phase["1x"]["cluster p95 s"] == f"{clus['phases'][1]['p95_s']:.2f}"
+    answer = bench_report.answer(doc)
+    assert any(line.startswith("cluster shop: the waiting room held 18 buyers") for line in answer)
+    assert not any("baseline shop: the waiting room" in line for line in answer)
+
+
 # --- the chart layout ------------------------------------------------------------------------
 
 
