@@ -75,6 +75,21 @@ def ledger() -> list[dict[str, Any]]:
     return records
 
 
+def ledger_with_waiting_room() -> list[dict[str, Any]]:
+    """The same run behind a waiting room at 10x: each buyer of that phase first waited
+    8, 9 or 10 s in line (held four times, first at place 10 to 14), then bought as fast."""
+    records = ledger()
+    held = [
+        r
+        for r in records
+        if r.get("phase") == "load" and r["outcome"] != "interrupted" and r["t0"] >= T_START + 180
+    ]
+    for n, r in enumerate(held):
+        wait = 8.0 + n % 3
+        r |= {"queue_s": wait, "queue_holds": 4, "queue_position": 10 + n % 5, "t1": r["t1"] + wait}
+    return records
+
+
 def orders(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The event's orders: every completed purchase, and one of a timed-out buyer (phantom)."""
     out = [

@@ -13,7 +13,14 @@ from pretix_cluster.loadtest.busy import (
     parse_retry_after,
     parse_upstream_status,
 )
-from pretix_cluster.loadtest.buyer import STEP_CART_ADD, STEP_CONFIRM, ShopError, refusal
+from pretix_cluster.loadtest.buyer import (
+    STEP_CART_ADD,
+    STEP_CONFIRM,
+    STEP_EVENT_PAGE,
+    QueueTimeoutError,
+    ShopError,
+    refusal,
+)
 from pretix_cluster.loadtest.config import RetryPolicy
 
 # pretix's own texts: error_messages of pretix/base/services/cart.py and orders.py, read from
@@ -50,6 +57,11 @@ def test_busy_statuses_are_retried_even_on_a_post(status):
 def test_a_sold_out_product_is_final(text):
     err = refusal(STEP_CART_ADD, text, url="/demo/tickets/")
     assert verdict(err) == ("sold_out", False, False)
+
+
+def test_a_buyer_who_gave_up_on_the_waiting_room_is_final_not_busy():
+    err = QueueTimeoutError(STEP_EVENT_PAGE, "still held by the waiting room", status=503)
+    assert verdict(err) == ("queue_timeout", False, False)
 
 
 def test_a_connection_never_made_is_retried_a_timeout_only_when_idempotent():

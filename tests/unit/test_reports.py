@@ -12,6 +12,7 @@ from pretix_cluster.bench import analysis as bench_analysis
 from pretix_cluster.bench import report as bench_report
 from pretix_cluster.chaos import analysis as chaos_analysis
 from pretix_cluster.chaos import report as chaos_report
+from pretix_cluster.loadtest import cli as loadtest_cli
 from pretix_cluster.loadtest import report
 from pretix_cluster.loadtest.accounting import reconcile
 from pretix_cluster.loadtest.summary import Accounting, LoadSummary
@@ -29,6 +30,21 @@ def records():
 
 @pytest.fixture(scope="module")
 def summary(records) -> LoadSummary:
+    return _summary(records)
+
+
+@pytest.fixture(scope="module")
+def held_records():
+    return run.ledger_with_waiting_room()
+
+
+@pytest.fixture(scope="module")
+def held(held_records) -> LoadSummary:
+    """The run behind a waiting room that held the 10x phase's buyers."""
+    return _summary(held_records)
+
+
+def _summary(records) -> LoadSummary:
     return report.build_summary(
         meta=run.meta(),
         plan=run.plan(),
@@ -101,6 +117,45 @@ def test_summary_json_round_trips(summary):
     assert data["accounting"]["phantom_unacknowledged"][0]["code"] == "PHANT"
 
 
+def test_without_a_waiting_room_the_summary_and_report_show_none(summary, records):
+    assert summary.queue is None and summary.to_dict()["queue"] is None
+    assert all(p.waited == 0 and p.queue_s is None for p in summary.throughput.phases)
+    html = _load_html(summary, records)
+    assert "Waiting room" not in html and "waited" not in html and "admitted" not in html
+
+
+def test_the_waiting_rooms_wait_is_counted_apart_from_the_purchase(held, held_records, summary):
+    q = held.queue
+    assert q is not None
+    waited = [r for r in held_records if r.get("queue_holds")]
+    assert q.buyers_waited == len(waited) == 18  # the 10x phase's attempts, failed ones too
+    assert (q.holds, q.longest_line) == (4 * 18, 14)
+    assert (q.wait_s.p50, q.wait_s.max) == (9.0, 10.0)
+    # the admitted buyers bought as fast as without the waiting room: the wait is not in it
+    assert q.admitted_purchase_s == held.latency_s.purchase == summary.latency_s.purchase
+    done = [r for r in waited if r["outcome"] == "completed"]
+    assert q.in_system_s.max == max(r["seconds"] + r["queue_s"] for r in done)
+    phases = {p.phase: p for p in held.throughput.phases}
+    assert [p.waited for p in phases.values()] == [0, 0, 0, phases["10x"].waited]
+    assert phases["10x"].waited > 0 and phases["10x"].queue_s.max == 10.0
+    assert phases["10x"].purchase_s.p95 < 3.0  # the admitted buyers': 1 to 2.6 s
+
+
+def test_the_steady_window_opens_after_the_wait_and_the_purchase(held):
+    # a buyer of the ramp completes after waiting 8-10 s and buying 1-2.6 s: the window
+    # opens one such time in the system after the ramp, not one purchase time
+    tenx = next(p for p in held.throughput.phases if p.phase == "10x")
+    assert tenx.settle_s is not None and tenx.settle_s > 10.0
+    assert tenx.window_s[0] == pytest.approx(180.0 + 12.0 + tenx.settle_s)
+
+
+def test_summary_json_round_trips_the_waiting_room(held):
+    data = json.loads(json.dumps(held.to_dict()))
+    assert LoadSummary.from_dict(data) == held
+    assert data["queue"]["wait_s"]["p95"] == held.queue.wait_s.p95
+    assert data["throughput"]["phases"][-1]["queue_s"]["max"] == 10.0
+
+
 def test_accounting_reads_reconciles_dict_and_writes_it_back(records):
     raw = run.accounting(records)
     acc = Accounting.from_dict(raw)
@@ -171,6 +226,32 @@ def test_load_report_escapes_what_the_run_and_shop_said(summary, records):
     assert html.count(ESCAPED) == 3
 
 
+def test_load_report_shows_the_wait_in_line_apart(held, held_records):
+    html = _load_html(held, held_records)
+    assert "p95 purchase (admitted, without the wait)<b>" in html
+    assert "waited in line<b>18</b>" in html and "wait p50 / p95 / max<b>9.0 / " in html
+    assert "<h2>Waiting room</h2>" in html and "72 times; longest line 14" in html
+    tenx = next(p for p in held.throughput.phases if p.phase == "10x")
+    q = tenx.queue_s
+    assert (
+        f"<td>10x</td><td>{tenx.waited}</td><td>{q.p50}</td><td>{q.p95}</td><td>{q.max}</td>"
+        f"<td>{tenx.purchase_s.p95}</td>" in html
+    )
+    assert "<td>1x</td><td>0</td><td></td>" in html  # nobody waited in 1x
+
+
+def test_the_terminal_summary_names_the_wait_only_when_there_was_one(summary, held, tmp_path):
+    with loadtest_cli.out.capture() as without:
+        loadtest_cli.print_summary(summary, tmp_path)
+    with loadtest_cli.out.capture() as with_wait:
+        loadtest_cli.print_summary(held, tmp_path)
+    assert "waiting room" not in without.get()
+    assert (
+        "waiting room: 18 buyers waited, wait p50/p95/max 9.0/10.0/10.0 s; purchase p95 of the "
+        f"admitted buyers {held.latency_s.purchase.p95:.2f} s without the wait"
+    ) in " ".join(with_wait.get().split())
+
+
 def _chaos_figures(number, title, **over):
     figures = {
         "scenario": number,
@@ -234,6 +315,30 @@ def test_bench_report_shows_every_table_and_escapes(summary):
     assert (
         "web 2 x &lt;b&gt;2&lt;/b&gt;" in html and "run failed: cluster api: &lt;boom&gt;" in html
     )
+
+
+def test_bench_shows_the_wait_next_to_the_purchase_p95(summary, held):
+    base = bench_analysis.system_figures(summary, None, 2)
+    clus = bench_analysis.system_figures(held, None, 2)
+    tenx = clus["phases"][-1]
+    assert (tenx["waited"], tenx["queue_p95_s"]) == (held.throughput.phases[-1].waited, 10.0)
+    assert clus["phases"][0]["waited"] == 0 and base["waited"] == 0
+    doc = {
+        "runs": {"baseline": {"shop": base}, "cluster": {"shop": clus}},
+        "comparison": {"shop": bench_analysis.compare(base, clus)},
+    }
+    [(_, head, rows)] = [
+        t for t in bench_report.tables(doc) if t[0] == "shop flow: baseline vs cluster"
+    ]
+    by_phase = {row[0]: dict(zip(head, row, strict=True)) for row in rows}
+    assert by_phase["10x"]["cluster p95 s"] == (
+        f"{tenx['p95_s']:.2f} (+ wait p95 10.0 s, {tenx['waited']} waited)"
+    )
+    assert by_phase["10x"]["base p95 s"] == f"{base['phases'][-1]['p95_s']:.2f}"
+    assert by_phase["1x"]["cluster p95 s"] == f"{clus['phases'][1]['p95_s']:.2f}"
+    answer = bench_report.answer(doc)
+    assert any(line.startswith("cluster shop: the waiting room held 18 buyers") for line in answer)
+    assert not any("baseline shop: the waiting room" in line for line in answer)
 
 
 # --- the chart layout ------------------------------------------------------------------------

@@ -10,6 +10,8 @@ phase's steady window is interpolated.
 - **Ratios** cluster / baseline: of sustained purchases/min, and of p95
   purchase time at the heaviest phase both held within the 1 % budget (the
   same offered load on both; p95 at different loads would compare nothing).
+  Purchase times are the admitted buyers': a wait in the edge's waiting room
+  is not in them and is shown apart, per phase (``queue_p95_s``).
 - **First to saturate**: at the heaviest steady phase, each component's CPU
   (cores) against what it can use at most: a gunicorn sync worker or a celery
   process is one Python process (one core at most, the GIL), so web can use
@@ -85,7 +87,8 @@ def _cores(series: list[tuple[float, dict[str, float]]], t0: float, t1: float) -
 
 
 def phase_rows(summary: LoadSummary, samples: dict[str, Any] | None) -> list[dict[str, Any]]:
-    """Per phase: target, buyers, completed/min, failure rate, p95, and CPU cores by component.
+    """Per phase: target, buyers, completed/min, failure rate, p95, the buyers who waited in
+    line and their wait's p95, and CPU cores by component.
 
     Also the cores the whole host and the load generator were busy with in the window
     (None for runs recorded before the host was sampled).
@@ -112,6 +115,8 @@ def phase_rows(summary: LoadSummary, samples: dict[str, Any] | None) -> list[dic
                 "completed_per_min": p.completed_per_min,
                 "failure_rate": p.failure_rate,
                 "p95_s": p.purchase_s.p95,
+                "waited": p.waited,
+                "queue_p95_s": p.queue_s.p95 if p.queue_s else None,
                 "within_budget": p.within_budget,
                 "window_s": list(p.window_s),
                 "settle_s": p.settle_s,
@@ -140,6 +145,8 @@ def system_figures(
         "sustained_phase": sustained.phase if sustained else None,
         "sustained_p95_s": sustained.p95_purchase_s if sustained else None,
         "p95_s": summary.latency_s.purchase.p95,
+        "waited": summary.queue.buyers_waited if summary.queue else 0,
+        "queue_p95_s": summary.queue.wait_s.p95 if summary.queue else None,
         "phases": phases,
         "overload": overload_hold({"phases": phases}),
         "cpu_s_per_purchase": {

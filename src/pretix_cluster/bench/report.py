@@ -45,10 +45,10 @@ def tables(doc: dict[str, Any]) -> Tables:
                     _f((c or b or {}).get("target_per_min"), "{:g}"),
                     _f(b and b["completed_per_min"]),
                     _pct(b and b["failure_rate"]),
-                    _f(b and b["p95_s"], "{:.2f}"),
+                    _f(b and b["p95_s"], "{:.2f}") + _wait(b),
                     _f(c and c["completed_per_min"]),
                     _pct(c and c["failure_rate"]),
-                    _f(c and c["p95_s"], "{:.2f}"),
+                    _f(c and c["p95_s"], "{:.2f}") + _wait(c),
                     _f(r.get("completed_per_min"), "{:.2f}"),
                     _f(r.get("p95_s"), "{:.2f}"),
                 ]
@@ -245,6 +245,13 @@ def _phase(figures: dict[str, Any] | None, name: str) -> dict[str, Any] | None:
     return next((p for p in figures["phases"] if p["phase"] == name), None)
 
 
+def _wait(phase: dict[str, Any] | None) -> str:
+    """A phase's wait in line next to its purchase p95, when the waiting room held anyone."""
+    if not phase or not phase["waited"]:
+        return ""
+    return f" (+ wait p95 {phase['queue_p95_s']:.1f} s, {phase['waited']} waited)"
+
+
 def _at(figures: dict[str, Any] | None) -> str:
     return f" ({figures['sustained_phase']})" if figures and figures["sustained_phase"] else ""
 
@@ -276,6 +283,12 @@ def answer(doc: dict[str, Any]) -> list[str]:
                     "a longer --duration)."
                 )
             )
+            if f["waited"]:
+                lines.append(
+                    f"{system} {scenario}: the waiting room held {f['waited']} buyers (wait p95 "
+                    f"{f['queue_p95_s']:.1f} s); purchase times and their ratios are the "
+                    "admitted buyers', without that wait."
+                )
     sat = doc.get("saturation")
     if sat:
         lines.append(f"Limit at {sat['phase']}: {sat['why']}.")

@@ -14,7 +14,9 @@ on the order placement might have created the order, so it is final (and the
 accounting then explains the resulting "unacknowledged" order). The edge shows
 its 503 page for pretix's 500 and its own 502/504 too; the status it replaced
 (``X-Upstream-Status``) decides then, and a 503 without one (no web replica
-reached) is busy.
+reached) is busy. The waiting room's 503 never gets here: the buyer waits in
+line as a browser does (:mod:`buyer`), and a buyer still held at its queue
+timeout gives up (``queue_timeout``, final, like a person who leaves the line).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import dataclasses
 import random
 import re
 
-from pretix_cluster.loadtest.buyer import ShopError, SoldOutError
+from pretix_cluster.loadtest.buyer import QueueTimeoutError, ShopError, SoldOutError
 from pretix_cluster.loadtest.config import RetryPolicy
 
 BUSY_STATUSES = frozenset({409, 429, 503})
@@ -49,6 +51,8 @@ def classify_shop_error(
     """
     if isinstance(err, SoldOutError):
         return Verdict("sold_out", busy=False, retryable=False)
+    if isinstance(err, QueueTimeoutError):  # its 503 is no busy answer: the line was too long
+        return Verdict("queue_timeout", busy=False, retryable=False)
     text = err.message or ""
     status = replaced if err.status == 503 and replaced else err.status
     if status in BUSY_STATUSES:

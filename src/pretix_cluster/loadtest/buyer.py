@@ -13,10 +13,18 @@ JavaScript::
     s.confirm_order()              # POST checkout/confirm/ ajax=1, poll the order placement
     code, secret = s.open_order()  # GET .../order/<code>/<secret>/ (following redirects)
 
-Each step records its wall time in ``s.timings[<step name>]`` and raises
+Each step records its time in ``s.timings[<step name>]`` and raises
 :class:`ShopError` (``.step``, ``.status``, ``.url``) when it fails;
 :class:`SoldOutError` (a subclass) when pretix says the product is no longer
 available. :func:`buy_ticket` runs all steps.
+
+The edge's waiting room may hold any request back (HTTP 503 with
+``X-Waiting-Room: <place in line>`` and ``Retry-After``). The buyer then does
+what a browser does on that page: waits Retry-After seconds and sends the same
+request again, until admitted or past ``queue_timeout`` (:class:`QueueTimeoutError`).
+A held request never reached pretix, so repeating a POST is safe. That time is
+the queue's, not the purchase's: it is kept in ``s.queue_seconds`` and left out
+of every step's time (:meth:`ShopSession.served_time`).
 
 Every request carries the session/CSRF cookies, ``Referer`` and ``Origin`` like a
 browser, and POSTs include ``csrfmiddlewaretoken`` taken from the form.
@@ -60,6 +68,11 @@ REDIRECTS = frozenset({301, 302, 303, 307, 308})
 MAX_REDIRECTS = 10
 FIRST_POLL_DELAY_S = 0.1  # the page's JS checks after 100 ms, then every poll_interval
 GATEWAY_RETRY_S = 1.0  # the page's JS also retries a poll that answered 5xx
+# nginx's waiting room: its 503 carries this header (the place in line); the edge's other
+# 503, the "unavailable" page, never does.
+WAITING_ROOM_HEADER = "X-Waiting-Room"
+QUEUE_WAIT_FLOOR_S = 0.5  # never poll the edge faster than this, whatever Retry-After says
+QUEUE_WAIT_CAP_S = 30.0  # nor wait longer between tries than this
 _AJAX = {"X-Requested-With": "XMLHttpRequest"}
 _AJAX_POLL = {**_AJAX, "Accept": "application/json"}
 
@@ -87,13 +100,46 @@ class SoldOutError(ShopError):
     """pretix refused the product as unavailable (quota exhausted or sale closed)."""
 
 
+class QueueTimeoutError(ShopError):
+    """The waiting room still held the buyer when the session's queue timeout ran out."""
+
+
 @dataclasses.dataclass
 class PurchaseResult:
     order_code: str
     order_secret: str
     order_url: str
     timings: dict[str, float]
-    total_seconds: float
+    total_seconds: float  # the admitted buyer's purchase: the queue's wait left out
+    queue_seconds: float = 0.0  # held in the waiting room
+
+
+@dataclasses.dataclass(frozen=True)
+class Hold:
+    """The waiting room held a request back: the buyer's place in line, how long to wait."""
+
+    position: int | None
+    wait_s: float
+
+
+def waiting_room_hold(r: httpx.Response) -> Hold | None:
+    """The waiting room's answer in ``r``, or None for any other answer (a 503 too)."""
+    if r.status_code != 503 or WAITING_ROOM_HEADER not in r.headers:
+        return None
+    position = r.headers[WAITING_ROOM_HEADER].strip()
+    return Hold(
+        position=int(position) if position.isdigit() else None,
+        wait_s=_queue_wait(r.headers.get("retry-after")),
+    )
+
+
+def _queue_wait(retry_after: str | None) -> float:
+    """Retry-After's seconds within the floor and the cap; the floor when it names none."""
+    try:
+        seconds = float(retry_after or "")
+    except ValueError:
+        seconds = QUEUE_WAIT_FLOOR_S
+    return min(QUEUE_WAIT_CAP_S, max(QUEUE_WAIT_FLOOR_S, seconds))
 
 
 def refusal(step: str, message: str, url: str | None, status: int | None = None) -> ShopError:
@@ -152,6 +198,7 @@ class ShopSession:
         timeout: float = 30.0,
         poll_interval: float = 0.25,
         poll_timeout: float = 120.0,
+        queue_timeout: float = 600.0,
         client: httpx.Client | None = None,
         verify: ssl.SSLContext | bool = True,
     ):
@@ -159,6 +206,7 @@ class ShopSession:
         self.event_url = f"{self.base_url}/{organizer}/{event}/"
         self.poll_interval = poll_interval
         self.poll_timeout = poll_timeout
+        self.queue_timeout = queue_timeout
         self._own_client = client is None
         self.client = client or httpx.Client(
             timeout=timeout,
@@ -174,6 +222,9 @@ class ShopSession:
         self.next_url: str | None = None
         self.order_code: str | None = None
         self.order_secret: str | None = None
+        self.queue_seconds = 0.0  # held by the waiting room, over the whole session
+        self.queue_holds = 0  # answers that held a request back (each was sent again)
+        self.queue_position: int | None = None  # the place in line when first held
 
     def close(self) -> None:
         if self._own_client:
@@ -353,7 +404,7 @@ class ShopSession:
                 status=r.status_code,
                 url=url,
             )
-        deadline = time.monotonic() + self.poll_timeout
+        deadline = self.served_time() + self.poll_timeout  # pretix's time: not the queue's
         check_url: str | None = None
         delay = FIRST_POLL_DELAY_S
         while True:
@@ -363,7 +414,7 @@ class ShopSession:
             check_url = answer.get("check_url") or check_url
             if not check_url:
                 raise ShopError(step, f"no check_url in answer: {answer!r}", url=str(r.url))
-            if time.monotonic() > deadline:
+            if self.served_time() > deadline:
                 raise ShopError(
                     step, f"async task not ready after {self.poll_timeout}s", url=check_url
                 )
@@ -379,7 +430,7 @@ class ShopSession:
     def _poll_task(self, step: str, poll_url: str, deadline: float) -> httpx.Response:
         """One check of the task's state; a 5xx is retried each second until the deadline."""
         r = self._request(step, "GET", poll_url, headers=_AJAX_POLL)
-        while r.status_code >= 500 and time.monotonic() < deadline:
+        while r.status_code >= 500 and self.served_time() < deadline:
             time.sleep(GATEWAY_RETRY_S)
             r = self._request(step, "GET", poll_url, headers=_AJAX_POLL)
         if r.status_code != 200:
@@ -406,18 +457,51 @@ class ShopSession:
             headers.setdefault("Referer", self.page_url)
         if method == "POST":
             headers.setdefault("Origin", self.origin)
+        while True:
+            sent_at = time.perf_counter()
+            try:
+                r = self.client.request(method, url, headers=headers, **kw)
+            except httpx.HTTPError as e:
+                raise ShopError(step, f"{type(e).__name__}: {e}", url=url) from e
+            hold = waiting_room_hold(r)
+            if hold is None:
+                return r
+            self._wait_in_line(step, url, hold, sent_at)
+
+    def _wait_in_line(self, step: str, url: str, hold: Hold, sent_at: float) -> None:
+        """Wait as the held page asks before the same request goes again (cookies kept by
+        the client's jar: the ticket nginx set). The held request's own round trip counts
+        as queue time too: pretix never saw it."""
+        self.queue_holds += 1
+        if self.queue_position is None:
+            self.queue_position = hold.position
         try:
-            return self.client.request(method, url, headers=headers, **kw)
-        except httpx.HTTPError as e:
-            raise ShopError(step, f"{type(e).__name__}: {e}", url=url) from e
+            waited = self.queue_seconds + time.perf_counter() - sent_at
+            if waited + hold.wait_s > self.queue_timeout:
+                raise QueueTimeoutError(
+                    step,
+                    f"still held by the waiting room after {waited:.1f} s (place "
+                    f"{hold.position} in line): gave up at the queue timeout of "
+                    f"{self.queue_timeout:g} s",
+                    status=503,
+                    url=url,
+                )
+            time.sleep(hold.wait_s)
+        finally:  # also when the buyer is stopped while waiting: the wait was the queue's
+            self.queue_seconds += time.perf_counter() - sent_at
+
+    def served_time(self) -> float:
+        """A clock (seconds) without the time the waiting room held the buyer: step times
+        and task deadlines are pretix's, not the queue's (read between requests)."""
+        return time.perf_counter() - self.queue_seconds
 
     @contextlib.contextmanager
     def _timed(self, step: str) -> Iterator[None]:
-        t0 = time.perf_counter()
+        t0 = self.served_time()
         try:
             yield
         finally:
-            self.timings[step] = time.perf_counter() - t0
+            self.timings[step] = self.served_time() - t0
 
 
 def _task_answer(step: str, r: httpx.Response) -> dict[str, Any]:
@@ -446,10 +530,10 @@ def buy_ticket(
 
     Raises :class:`ShopError` (or :class:`SoldOutError`) naming the failed step.
     """
-    t0 = time.perf_counter()
     with ShopSession(
         base_url, organizer, event, timeout=timeout, client=client, verify=verify
     ) as s:
+        t0 = s.served_time()
         s.open_event()
         s.add_to_cart(item_id)
         s.start_checkout()
@@ -462,5 +546,6 @@ def buy_ticket(
             order_secret=secret,
             order_url=s.page_url or "",
             timings=dict(s.timings),
-            total_seconds=time.perf_counter() - t0,
+            total_seconds=s.served_time() - t0,
+            queue_seconds=s.queue_seconds,
         )

@@ -122,6 +122,14 @@ def print_summary(summary: LoadSummary, folder: Path) -> None:
         f"purchase p50/p95/p99 {_f(lat.purchase.p50)}/{_f(lat.purchase.p95)}/"
         f"{_f(lat.purchase.p99)} s"
     )
+    if summary.queue:
+        q = summary.queue
+        out.print(
+            f"waiting room: {q.buyers_waited} buyers waited, wait p50/p95/max "
+            f"{_f(q.wait_s.p50, '{:.1f}')}/{_f(q.wait_s.p95, '{:.1f}')}/"
+            f"{_f(q.wait_s.max, '{:.1f}')} s; purchase p95 of the admitted buyers "
+            f"{_f(q.admitted_purchase_s.p95)} s without the wait, {_f(q.in_system_s.p95)} s with it"
+        )
     t = Table(title="phases", title_justify="left")
     for col in ("phase", "target/min", "buyers", "completed/min", "failures", "p95 s"):
         t.add_column(col, justify="right")

@@ -4,8 +4,10 @@ Free of Locust so that the orchestrator can run the same purchase for
 calibration, and the tests can reason about it. Everything the load generator
 should count goes through a :class:`Reporter` (the Locust users turn it into
 Locust request events): each step try with its own time, each static asset,
-each busy retry, and the purchase as a whole. The result of an attempt is the
-ledger record (see :mod:`pretix_cluster.loadtest.ledger`).
+each busy retry, the purchase as a whole, and a buyer's wait in the edge's
+waiting room. The result of an attempt is the ledger record (see
+:mod:`pretix_cluster.loadtest.ledger`). Step and purchase times are the
+admitted buyer's: the waiting room's wait is recorded apart (``queue_s``).
 
 Shop flow (``ShopSession`` from :mod:`pretix_cluster.loadtest.buyer`): event page,
 its static assets through nginx (stylesheets, scripts, favicon, and the web
@@ -48,7 +50,9 @@ from pretix_cluster.loadtest.config import RunConfig
 
 # Request types as Locust shows them (its "Type" column).
 T_STEP, T_ASSET, T_PURCHASE, T_RETRY = "STEP", "ASSET", "PURCHASE", "RETRY"
+T_QUEUE = "QUEUE"
 PURCHASE = "purchase"
+WAITING_ROOM = "waiting_room"
 STEP_ASSETS = "event_assets"
 STEP_API_ORDER = "api_order"
 
@@ -132,15 +136,27 @@ class StepFailed(Exception):
 
 
 class _Attempt:
-    """Bookkeeping of one purchase attempt: retries, step times, the ledger record."""
+    """Bookkeeping of one purchase attempt: retries, step times, the ledger record.
 
-    def __init__(self, cfg: RunConfig, scenario: str, identity: Identity, reporter: Reporter):
+    ``session``: the shop buyer, whose time in the waiting room is the queue's and not
+    the purchase's (None for the API flow, which the waiting room never holds).
+    """
+
+    def __init__(
+        self,
+        cfg: RunConfig,
+        scenario: str,
+        identity: Identity,
+        reporter: Reporter,
+        session: ShopSession | None = None,
+    ):
         self.cfg, self.reporter, self.identity = cfg, reporter, identity
+        self.session = session
         self.backoff = Backoff(cfg.retry)
         self.retries: Counter[str] = Counter()
         self.steps: dict[str, float] = {}
         self.t0 = time.time()
-        self.p0 = time.perf_counter()
+        self.p0 = self.clock()
         self.record: dict[str, Any] = {
             "run": cfg.run_id,
             "attempt": identity.attempt,
@@ -160,18 +176,30 @@ class _Attempt:
         time.sleep(wait)
         return True
 
+    def clock(self) -> float:
+        """Seconds on the buyer's clock without its waiting room holds (wall time for the API)."""
+        return self.session.served_time() if self.session else time.perf_counter()
+
     def finish(self, outcome: str, **extra: Any) -> dict[str, Any]:
-        seconds = time.perf_counter() - self.p0
+        seconds = self.clock() - self.p0
+        queue_s = self.session.queue_seconds if self.session else 0.0
         self.record.update(
             outcome=outcome,
             t0=round(self.t0, 3),
-            t1=round(self.t0 + seconds, 3),
+            t1=round(self.t0 + queue_s + seconds, 3),  # when the buyer was done: after both
             seconds=round(seconds, 4),
             steps={k: round(v, 4) for k, v in self.steps.items()},
             retries=sum(self.retries.values()),
             retry_kinds=dict(self.retries),
             **extra,
         )
+        if self.session and self.session.queue_holds:  # the record is as before without one
+            self.record.update(
+                queue_s=round(queue_s, 4),
+                queue_holds=self.session.queue_holds,
+                queue_position=self.session.queue_position,
+            )
+            self.reporter.report(T_QUEUE, WAITING_ROOM, queue_s)
         error = None if outcome == "completed" else str(extra.get("kind") or outcome)
         self.reporter.report(T_PURCHASE, PURCHASE, seconds, error=error)
         return self.record
@@ -274,8 +302,7 @@ class ShopFlow:
 
     def purchase(self, identity: Identity) -> dict[str, Any]:
         cfg = self.cfg
-        att = _Attempt(cfg, "shop", identity, self.reporter)
-        self.client.cookies.clear()  # a new buyer: no session, no CSRF cookie yet
+        self.client.cookies.clear()  # a new buyer: no session, no CSRF cookie, no queue ticket
         s = ShopSession(
             cfg.base_url,
             cfg.organizer,
@@ -284,6 +311,7 @@ class ShopFlow:
             poll_timeout=cfg.poll_timeout_s,
             client=self.client,
         )
+        att = _Attempt(cfg, "shop", identity, self.reporter, session=s)
         if cfg.public_origin:  # pretix checks Origin against the Host it was sent
             s.origin = cfg.public_origin
 
@@ -356,13 +384,13 @@ class ShopFlow:
             holder = getattr(self.client, "retry_after", None)
             if holder:
                 holder.value = holder.replaced = None
-            t0 = time.perf_counter()
+            t0 = att.clock()  # a try's time is pretix's: the waiting room's hold is left out
             try:
                 if try_no > 1 and prepare is not None:
                     prepare()
                 action()
             except ShopError as e:
-                seconds = time.perf_counter() - t0
+                seconds = att.clock() - t0
                 replaced = holder.replaced if holder else None
                 verdict = classify_shop_error(e, idempotent=idempotent, replaced=replaced)
                 self.reporter.report(T_STEP, step, seconds, error=verdict.kind)
@@ -371,7 +399,7 @@ class ShopFlow:
                 ):
                     continue
                 raise StepFailed(step, verdict, e.message, e.status) from e
-            seconds = time.perf_counter() - t0
+            seconds = att.clock() - t0
             att.steps[step] = seconds
             self.reporter.report(T_STEP, step, seconds)
             return

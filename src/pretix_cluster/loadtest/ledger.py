@@ -11,7 +11,11 @@ A record (see ``flows._Attempt.finish``)::
     {"run", "attempt", "scenario", "event", "email", "pid", "phase"?,
      "outcome": "completed" | "failed" | "interrupted",
      "t0", "t1", "seconds", "steps": {step: seconds}, "retries", "retry_kinds",
-     "code" (completed) | "kind", "step", "status", "message", "code_hint" (failed)}
+     "code" (completed) | "kind", "step", "status", "message", "code_hint" (failed),
+     "queue_s", "queue_holds", "queue_position" (only when the waiting room held the buyer)}
+
+``seconds`` and ``steps`` are the admitted buyer's: ``t1 - t0`` is ``queue_s +
+seconds``, the buyer's whole time from arrival to the last page.
 """
 
 from __future__ import annotations

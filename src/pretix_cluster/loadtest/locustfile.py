@@ -13,7 +13,9 @@ What Locust sees (its request table, CSV and UI):
   own time, failing with the failure kind;
 - ``ASSET static .css`` ...: the event page's subresources through nginx;
 - ``RETRY <step> <kind>``: a busy answer that was retried (time = the backoff);
-- ``PURCHASE purchase``: the whole purchase, failed only when it finally failed.
+- ``PURCHASE purchase``: the whole purchase, failed only when it finally failed
+  (the admitted buyer's time: without the wait in the edge's waiting room);
+- ``QUEUE waiting_room``: that wait, once per buyer the waiting room held.
 
 The buyers also append every attempt to the run's ledger (:mod:`ledger`).
 """

@@ -44,6 +44,7 @@ from pretix_cluster.loadtest.summary import (
     RunInfo,
     Sustained,
     Throughput,
+    WaitingRoom,
 )
 from pretix_cluster.reports import svgplot
 
@@ -102,6 +103,7 @@ def phase_figures(plan: Plan, records: list[dict[str, Any]], t_start: float) -> 
         done = [r for r in ended if r["outcome"] == "completed"]
         failed = [r for r in ended if r["outcome"] != "completed"]
         real_failures = [r for r in failed if r.get("kind") != "sold_out"]
+        waited = [r["queue_s"] for r in ended if r.get("queue_holds")]
         minutes = (b - a) / 60 if b > a else None
         out.append(
             PhaseFigures(
@@ -120,20 +122,27 @@ def phase_figures(plan: Plan, records: list[dict[str, Any]], t_start: float) -> 
                 completed_per_min=round(len(done) / minutes, 1) if minutes else None,
                 failure_rate=round(len(real_failures) / len(ended), 4) if ended else None,
                 purchase_s=_dist([r["seconds"] for r in done]),
+                waited=len(waited),
+                queue_s=_dist(waited) if waited else None,
             )
         )
     return out
 
 
 def settle_seconds(phase: Phase, records: list[dict[str, Any]], t_start: float) -> float | None:
-    """p95 of the purchase time of the attempts started in ``phase`` (completed or failed).
+    """p95 of the time in the system of the attempts started in ``phase`` (completed or failed).
 
     A completion counted in a phase's window must come from a buyer cycling at
     the phase's load: one started in the ramp ends only this long after it (at
-    overload, tens of seconds), and a window opened earlier undercounts.
+    overload, tens of seconds), and a window opened earlier undercounts. The
+    time is the waiting room's wait plus the purchase, not the admitted
+    purchase alone: a held buyer completes only after both, so by Little's
+    law the buyers in the system at a rate are that rate times the whole time
+    (a window timed by the purchase alone would open while the ramp's buyers
+    were still in line).
     """
     durations = [
-        r["seconds"]
+        in_system_seconds(r)
         for r in records
         if phase.start_s <= r["t0"] - t_start < phase.end_s
         and r["outcome"] in ("completed", "failed")
@@ -141,6 +150,11 @@ def settle_seconds(phase: Phase, records: list[dict[str, Any]], t_start: float) 
     ]
     value = percentile(durations, 95)
     return None if value is None else round(value, 1)
+
+
+def in_system_seconds(record: dict[str, Any]) -> float:
+    """A buyer's time from arrival to the last page: the queue's wait and the purchase."""
+    return record["seconds"] + (record.get("queue_s") or 0.0)
 
 
 def sustained(phases: list[PhaseFigures]) -> Sustained | None:
@@ -194,6 +208,7 @@ def build_summary(
         ),
         latency_s=_latency(done),
         retries=_retries(records, done),
+        queue=waiting_room(records, done),
         cpu=cpu_figures,
         accounting=Accounting.from_dict(accounting) if accounting is not None else None,
         locust_requests=tuple(_locust_request(row) for row in locust_stats),
@@ -245,6 +260,23 @@ def _retries(records: list[dict[str, Any]], done: list[dict[str, Any]]) -> Retri
         by_kind=dict(retry_kinds.most_common()),
         purchases_with_retries=sum(1 for r in records if r.get("retries")),
         completed_after_retries=sum(1 for r in done if r.get("retries")),
+    )
+
+
+def waiting_room(records: list[dict[str, Any]], done: list[dict[str, Any]]) -> WaitingRoom | None:
+    """How the waiting room held the run's buyers; None when it held nobody."""
+    waited = [r for r in records if r.get("queue_holds")]
+    if not waited:
+        return None
+    return WaitingRoom(
+        buyers_waited=len(waited),
+        holds=sum(r["queue_holds"] for r in waited),
+        longest_line=max(
+            (r["queue_position"] for r in waited if r.get("queue_position")), default=None
+        ),
+        wait_s=_dist([r["queue_s"] for r in waited]),
+        admitted_purchase_s=_dist([r["seconds"] for r in done]),
+        in_system_s=_dist([in_system_seconds(r) for r in done]),
     )
 
 
@@ -436,6 +468,7 @@ class LoadReport:
     charts: tuple[svgplot.Chart, ...]
     accounting_problems: tuple[tuple[Any, ...], ...]
     phase_rows: tuple[tuple[Any, ...], ...]
+    queue_rows: tuple[tuple[Any, ...], ...]  # shown when the waiting room held anyone
     step_rows: tuple[tuple[Any, ...], ...]
     cpu_rows: tuple[tuple[Any, ...], ...]
     locust_rows: tuple[tuple[Any, ...], ...]
@@ -466,6 +499,7 @@ def render_html(
         charts=tuple(charts),
         accounting_problems=_accounting_problems(summary.accounting),
         phase_rows=tuple(_phase_row(p) for p in summary.throughput.phases),
+        queue_rows=tuple(_queue_row(p) for p in summary.throughput.phases),
         step_rows=tuple(
             (s, d.n, _ms(d.p50), _ms(d.p95), _ms(d.p99), _ms(d.max))
             for s, d in [("purchase", summary.latency_s.purchase), *summary.latency_s.steps.items()]
@@ -496,6 +530,12 @@ def _phase_row(p: PhaseFigures) -> tuple[Any, ...]:
         p.purchase_s.p95,
         "yes" if p.steady else "no (ramp)",
     )
+
+
+def _queue_row(p: PhaseFigures) -> tuple[Any, ...]:
+    """The phase's wait in line next to its admitted buyers' purchase time (seconds)."""
+    q = p.queue_s or Distribution()
+    return (p.phase, p.waited, q.p50, q.p95, q.max, p.purchase_s.p95)
 
 
 def _cpu_rows(cpu: CpuFigures) -> tuple[tuple[Any, ...], ...]:

@@ -229,9 +229,12 @@ class PhaseFigures:
     failed_sold_out: int
     completed_per_min: float | None
     failure_rate: float | None  # sold out excluded
-    purchase_s: Distribution
-    # p95 purchase time of the phase's attempts; the window opens this long after the ramp
+    purchase_s: Distribution  # the admitted buyers' purchase time: the queue's wait left out
+    # p95 time in the system (wait + purchase) of the phase's attempts; the window opens this
+    # long after the ramp
     settle_s: float | None = None
+    waited: int = 0  # attempts ended in the window that the waiting room had held
+    queue_s: Distribution | None = None  # their wait in line; None when nobody waited
 
     @property
     def within_budget(self) -> bool:
@@ -247,6 +250,7 @@ class PhaseFigures:
             | {
                 "window_s": tuple(data["window_s"]),
                 "purchase_s": Distribution.from_dict(data["purchase_s"]),
+                "queue_s": Distribution.from_dict(data["queue_s"]) if data.get("queue_s") else None,
             }
         )
 
@@ -290,6 +294,24 @@ class Latency:
             purchase=Distribution.from_dict(data["purchase"]),
             steps={s: Distribution.from_dict(d) for s, d in (data.get("steps") or {}).items()},
         )
+
+
+@dataclasses.dataclass(frozen=True)
+class WaitingRoom:
+    """The edge's waiting room as the buyers met it (``LoadSummary.queue``, None when it held
+    nobody). Purchase times everywhere else are the admitted buyer's, without this wait."""
+
+    buyers_waited: int  # attempts held at least once (completed, failed or cut short)
+    holds: int  # answers that held a request back; each was sent again
+    longest_line: int | None  # the largest place in line a buyer was given when first held
+    wait_s: Distribution  # per buyer who waited: the time until admitted (or given up)
+    admitted_purchase_s: Distribution  # completed purchases without the wait (latency_s.purchase)
+    in_system_s: Distribution  # completed purchases with the wait: what a buyer lived through
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> WaitingRoom:
+        dists = ("wait_s", "admitted_purchase_s", "in_system_s")
+        return cls(**_known(cls, data) | {k: Distribution.from_dict(data[k]) for k in dists})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -368,6 +390,7 @@ class LoadSummary:
     accounting: Accounting | None = None
     warnings: tuple[str, ...] = ()
     locust_requests: tuple[LocustRequest, ...] = ()
+    queue: WaitingRoom | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -378,6 +401,7 @@ class LoadSummary:
             "throughput": dataclasses.asdict(self.throughput),
             "latency_s": dataclasses.asdict(self.latency_s),
             "retries": dataclasses.asdict(self.retries),
+            "queue": dataclasses.asdict(self.queue) if self.queue else None,
             "cpu": dataclasses.asdict(self.cpu),
             "accounting": self.accounting.to_dict() if self.accounting else None,
             "locust_requests": [dataclasses.asdict(r) for r in self.locust_requests],
@@ -387,6 +411,7 @@ class LoadSummary:
     def from_dict(cls, data: dict[str, Any]) -> LoadSummary:
         plan = {k: v for k, v in data["plan"].items() if k != "model"}
         accounting = data.get("accounting")
+        queue = data.get("queue")
         return cls(
             run=RunInfo.from_dict(data["run"]),
             plan=Plan.from_dict(plan),
@@ -394,6 +419,7 @@ class LoadSummary:
             throughput=Throughput.from_dict(data["throughput"]),
             latency_s=Latency.from_dict(data["latency_s"]),
             retries=Retries(**_known(Retries, data.get("retries") or {})),
+            queue=WaitingRoom.from_dict(queue) if queue else None,
             cpu=CpuFigures.from_dict(data["cpu"]),
             accounting=Accounting.from_dict(accounting) if accounting else None,
             warnings=tuple(data.get("warnings") or ()),
