@@ -43,6 +43,7 @@ from urllib.parse import urlencode, urljoin, urlsplit
 
 import httpx
 
+from pretix_cluster.daemons.nginx import POSITION_HEADER
 from pretix_cluster.loadtest.forms import Form, error_messages, find_post_form
 
 USER_AGENT = "Mozilla/5.0 (X11; Linux x86_64) pretix-cluster-buyer/1.0"
@@ -68,9 +69,6 @@ REDIRECTS = frozenset({301, 302, 303, 307, 308})
 MAX_REDIRECTS = 10
 FIRST_POLL_DELAY_S = 0.1  # the page's JS checks after 100 ms, then every poll_interval
 GATEWAY_RETRY_S = 1.0  # the page's JS also retries a poll that answered 5xx
-# nginx's waiting room: its 503 carries this header (the place in line); the edge's other
-# 503, the "unavailable" page, never does.
-WAITING_ROOM_HEADER = "X-Waiting-Room"
 QUEUE_WAIT_FLOOR_S = 0.5  # never poll the edge faster than this, whatever Retry-After says
 QUEUE_WAIT_CAP_S = 30.0  # nor wait longer between tries than this
 _AJAX = {"X-Requested-With": "XMLHttpRequest"}
@@ -124,9 +122,9 @@ class Hold:
 
 def waiting_room_hold(r: httpx.Response) -> Hold | None:
     """The waiting room's answer in ``r``, or None for any other answer (a 503 too)."""
-    if r.status_code != 503 or WAITING_ROOM_HEADER not in r.headers:
+    if r.status_code != 503 or POSITION_HEADER not in r.headers:
         return None
-    position = r.headers[WAITING_ROOM_HEADER].strip()
+    position = r.headers[POSITION_HEADER].strip()
     return Hold(
         position=int(position) if position.isdigit() else None,
         wait_s=_queue_wait(r.headers.get("retry-after")),
