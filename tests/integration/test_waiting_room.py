@@ -8,6 +8,7 @@ pretix (`pretix-cluster loadtest` with [waiting_room] on).
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,11 +28,11 @@ from tests.commandline import cli
 pytestmark = pytest.mark.integration
 
 PORT_A, PORT_B = 18496, 18497
-ROOM = {"buyers_per_node": 2, "refresh": 1, "active_timeout": 5, "admitted_for": 60}
+ROOM = {"buyers_per_node": 2, "refresh": 2, "active_timeout": 12, "admitted_for": 60}
 EVENT = "/demo/tickets/"
 KEY = "the-clusters-waiting-room-key"
 # Generous: the waiting room's clock is in whole seconds.
-WAIT_S = 20
+WAIT_S = 45
 
 
 @pytest.fixture(scope="module")
@@ -144,7 +145,6 @@ def test_buyers_beyond_the_rooms_size_wait_with_their_place(room):
     assert [b.place() for b in buyers] == [None, None, 1, 2]
     waiting = buyers[3].get()
     assert waiting.status_code == 503
-    assert waiting.headers["retry-after"] == str(ROOM["refresh"])
     assert waiting.headers["cache-control"] == "no-store"
     assert 'Your place in line: <span class="place">2</span>' in waiting.text
     assert nginx.POSITION_MARKER not in waiting.text
@@ -241,3 +241,34 @@ def test_a_placed_order_frees_the_buyers_place_at_once(room):
     assert buyers[0].place("/demo/tickets/order/ABC12/s3cr3t/") is None
     assert waiting.place() is None  # no active_timeout to wait out
     assert buyers[0].place() is None  # still admitted
+
+
+def test_a_buyer_at_the_front_waits_at_the_door_and_goes_in_when_a_place_frees(room):
+    buyers = [Buyer(), Buyer()]
+    for buyer in buyers:
+        buyer.get()
+    at_the_door = Buyer()
+    answers: list[httpx.Response] = []
+    waiting = threading.Thread(target=lambda: answers.append(at_the_door.get()))
+    waiting.start()
+    time.sleep(ROOM["refresh"] / 3)  # nginx holds the request meanwhile
+    buyers[0].get("/demo/tickets/order/ABC12/s3cr3t/")
+    waiting.join()
+    (answer,) = answers
+    assert nginx.POSITION_HEADER not in answer.headers  # passed on, not the page
+    assert float(answer.headers[nginx.WAITED_HEADER]) > 0
+    assert at_the_door.place() is None
+
+
+def test_the_page_comes_back_soon_near_the_front_and_after_refresh_further_back(room):
+    for _ in range(2):
+        Buyer().get()
+    near = [Buyer() for _ in range(2)]  # as many as the room holds: at the door
+    assert [b.place() for b in near] == [1, 2]
+    far = Buyer()
+    answer = far.get()
+    assert answer.headers[nginx.POSITION_HEADER] == "3"
+    assert answer.headers["retry-after"] == str(ROOM["refresh"])
+    assert f'content="{ROOM["refresh"]}"' in answer.text
+    answer = near[0].get()
+    assert answer.headers["retry-after"] == "1"

@@ -13,12 +13,14 @@ import dataclasses
 import http.server
 import json
 import threading
+import time
 from pathlib import Path
 from urllib.parse import parse_qsl
 
 import httpx
 import pytest
 
+from pretix_cluster.daemons.nginx import WAITED_HEADER
 from pretix_cluster.loadtest import flows
 from pretix_cluster.loadtest.buyer import (
     STEP_EVENT_PAGE,
@@ -251,8 +253,14 @@ class WaitingRoomShop(http.server.ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, holds: dict[tuple[str, str], list[str]]):
+    def __init__(
+        self,
+        holds: dict[tuple[str, str], list[str]],
+        door: dict[tuple[str, str], float] | None = None,
+    ):
+        """``door``: requests held that long at the door, then served (nginx near the front)."""
         super().__init__(("127.0.0.1", 0), _ShopHandler)
+        self.door = dict(door or {})
         self.folder = FIXTURES / "purchase"
         self.answers = json.loads((self.folder / "index.json").read_text())
         self.holds = {request: list(waits) for request, waits in holds.items()}
@@ -287,6 +295,10 @@ class WaitingRoomShop(http.server.ThreadingHTTPServer):
         recorded = self.answers[self.served]
         self.served += 1
         headers = {"Content-Type": recorded["content_type"]}
+        at_the_door = self.door.pop((seen.method, seen.path), None)
+        if at_the_door is not None:
+            time.sleep(at_the_door)
+            headers[WAITED_HEADER] = f"{at_the_door:.3f}"
         if recorded["location"]:
             headers["Location"] = recorded["location"]
         return recorded["status"], headers, (self.folder / recorded["body"]).read_bytes()
@@ -389,3 +401,13 @@ def test_the_ledger_keeps_the_wait_apart_from_the_purchase(tmp_path):
     assert record["t1"] - record["t0"] == pytest.approx(
         record["queue_s"] + record["seconds"], abs=0.01
     )
+
+
+def test_a_wait_at_the_door_is_the_queues_not_the_steps():
+    with WaitingRoomShop({}, door={EVENT_PAGE: 1.0}) as shop:
+        result = buy_ticket(
+            shop.base_url, "demo", "tickets", ITEM, email="ann@example.org", name="Ann Lee"
+        )
+    assert len(shop.requests_to(*EVENT_PAGE)) == 1  # passed on, not sent again
+    assert result.queue_seconds == pytest.approx(1.0)
+    assert result.timings[STEP_EVENT_PAGE] < 0.9

@@ -45,6 +45,11 @@ PAGE_WAITING = "waiting.html"
 WAITING_ROOM_KEY = "waiting_room_key"
 POSITION_HEADER = "X-Waiting-Room"
 POSITION_MARKER = "@@position@@"
+# The page's reload interval: `refresh`, or a second for a buyer near the front.
+REFRESH_MARKER = "@@refresh@@"
+# On the answer of a request that waited at the door (nginx held it until a place was
+# free, then passed it on): the seconds it waited there, the queue's, not pretix's.
+WAITED_HEADER = "X-Waiting-Room-Waited"
 WAITING_ROOM_DICT = "waiting_room"
 # One entry per active buyer and per waiting one (~100 bytes each): room for ~80,000.
 WAITING_ROOM_DICT_SIZE = "8m"
@@ -109,7 +114,9 @@ def waiting_room_context(spec: ClusterSpec) -> dict[str, object] | None:
             "key_file": f"{SECRETS_DIR}/{WAITING_ROOM_KEY}",
             "page_file": f"{PAGES_DIR}/{PAGE_WAITING}",
             "marker": POSITION_MARKER,
+            "refresh_marker": REFRESH_MARKER,
             "position_header": POSITION_HEADER,
+            "waited_header": WAITED_HEADER,
             "exempt_prefixes": list(NEVER_WAITING_PREFIXES),
             "exempt_parts": list(NEVER_WAITING_PARTS),
             "done_parts": list(PURCHASE_DONE_PARTS),
@@ -162,5 +169,5 @@ def secret_files(spec: ClusterSpec) -> tuple[str, ...]:
 
 
 def waiting_page_context(spec: ClusterSpec) -> dict[str, object]:
-    """waiting.html.j2's values: nginx puts the buyer's place where the marker is."""
-    return {"refresh": spec.waiting_room.refresh, "position": POSITION_MARKER}
+    """waiting.html.j2's values: markers where nginx puts the buyer's place and reload."""
+    return {"refresh": REFRESH_MARKER, "position": POSITION_MARKER}

@@ -43,7 +43,7 @@ from urllib.parse import urlencode, urljoin, urlsplit
 
 import httpx
 
-from pretix_cluster.daemons.nginx import POSITION_HEADER
+from pretix_cluster.daemons.nginx import POSITION_HEADER, WAITED_HEADER
 from pretix_cluster.loadtest.forms import Form, error_messages, find_post_form
 
 USER_AGENT = "Mozilla/5.0 (X11; Linux x86_64) pretix-cluster-buyer/1.0"
@@ -463,8 +463,21 @@ class ShopSession:
                 raise ShopError(step, f"{type(e).__name__}: {e}", url=url) from e
             hold = waiting_room_hold(r)
             if hold is None:
+                self._count_wait_at_the_door(r)
                 return r
             self._wait_in_line(step, url, hold, sent_at)
+
+    def _count_wait_at_the_door(self, r: httpx.Response) -> None:
+        """nginx held this request near the front of the line until a place was free, then
+        passed it to pretix: that time was the queue's, not the purchase's."""
+        waited = r.headers.get(WAITED_HEADER)
+        if waited is None:
+            return
+        try:
+            self.queue_seconds += max(0.0, float(waited))
+        except ValueError:
+            return
+        self.queue_holds += 1
 
     def _wait_in_line(self, step: str, url: str, hold: Hold, sent_at: float) -> None:
         """Wait as the held page asks before the same request goes again (cookies kept by

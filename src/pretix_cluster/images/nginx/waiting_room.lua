@@ -32,6 +32,14 @@ local RENEW_EVERY = 60
 local MISSED_REFRESHES = 4
 -- At most this many tickets are skipped per request (bounded latency); the rest next time.
 local MAX_SKIP = 1000
+-- Buyers near the front of the line wait at the door: nginx holds their request (up to
+-- `refresh` s), checks this often (s) for a free place and lets it through to pretix the
+-- moment there is one. Without this a freed place stayed empty until the next buyer's
+-- page reloaded, up to `refresh` s, every time (the shop sold less than it could).
+local DOOR_CHECK_S = 0.1
+-- ... and when no place freed meanwhile, their page comes back after this (s), not after
+-- `refresh`: they are soon at the door again.
+local NEAR_FRONT_RETRY_S = 1
 
 local conf
 local dict
@@ -209,14 +217,15 @@ local function admit(ticket, queued, now)
   return true
 end
 
-local function hold(position, cookies)
+local function hold(position, retry_after, cookies)
   set_cookies(cookies)
   ngx.status = ngx.HTTP_SERVICE_UNAVAILABLE
   ngx.header["Content-Type"] = "text/html; charset=utf-8"
-  ngx.header["Retry-After"] = conf.refresh
+  ngx.header["Retry-After"] = retry_after
   ngx.header["Cache-Control"] = "no-store"
   ngx.header[conf.position_header] = position
   local page = conf.page:gsub(conf.marker, tostring(position))
+  page = page:gsub(conf.refresh_marker, tostring(retry_after))
   ngx.print(page)
   -- HTTP_OK ends the request here with the status set above (ngx.OK would go on to
   -- proxy it to pretix).
@@ -257,6 +266,15 @@ local function release_place(id)
   dict:delete("buyer:" .. id)
 end
 
+-- How many tickets are before `ticket` in line (an upper bound: some of them may have
+-- left since); it stays alive meanwhile.
+local function buyers_ahead(ticket)
+  -- Back after the line had moved past them (they missed refreshes): at the front.
+  local late = ticket < dict:get("head")
+  dict:set("seen:" .. ticket, true, conf.seen_ttl)
+  return late and 0 or ticket - advance_head(ticket)
+end
+
 -- access_by_lua: let the request through to pretix, or answer the waiting page.
 function M.access()
   local uri = ngx.var.uri
@@ -283,14 +301,25 @@ function M.access()
   if not queued then
     ticket = dict:incr("next", 1, 0)
   end
-  -- Back after the line had moved past them (they missed refreshes): at the front.
-  local late = ticket < dict:get("head")
-  dict:set("seen:" .. ticket, true, conf.seen_ttl)
-  local ahead = late and 0 or ticket - advance_head(ticket)
+  local ahead = buyers_ahead(ticket)
   if ahead < free_places() and admit(ticket, queued, now) then
     return
   end
-  return hold(ahead + 1, queued and {} or { queue_cookie(ticket) })
+  local cookies = queued and {} or { queue_cookie(ticket) }
+  if ahead >= conf.buyers then
+    return hold(ahead + 1, conf.refresh, cookies)
+  end
+  local started = ngx.now()
+  while ngx.now() - started < conf.refresh do
+    ngx.sleep(DOOR_CHECK_S)
+    ahead = buyers_ahead(ticket)
+    if ahead < free_places() and admit(ticket, queued, ngx.time()) then
+      -- The load test counts this as the wait in line, not as pretix's time.
+      ngx.header[conf.waited_header] = string.format("%.3f", ngx.now() - started)
+      return
+    end
+  end
+  return hold(ahead + 1, NEAR_FRONT_RETRY_S, cookies)
 end
 
 return M
