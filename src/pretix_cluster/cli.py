@@ -159,6 +159,9 @@ def _print_status(result: status_module.Status) -> None:
     _table("PostgreSQL (Patroni)", ["name", "role", "state", "lag", "timeline"], result.patroni)
     _table("Redis (Sentinel's view)", ["name", "role", "flags", "link"], result.redis)
     _table("HAProxy", ["haproxy", "backend", "server", "status"], result.haproxy)
+    if result.rooms:
+        columns = ["nginx", "places", "active", "waiting", "tickets", "admitted"]
+        _table("waiting room (per entry node)", columns, result.waiting_room)
     out.print(f"pretix /healthcheck/: {result.healthcheck}")
     if result.healthy:
         out.print("[bold green]healthy[/]")

@@ -179,6 +179,11 @@ class WebSection(_Section):
         description="pretix's /metrics endpoint (Prometheus text, basic auth): every request "
         "then also writes its duration to Redis",
     )
+    preload: bool = Field(
+        True,
+        description="gunicorn loads pretix once, before it forks its workers: a worker "
+        "recycled after max-requests (1200) starts at once instead of importing pretix anew",
+    )
     memory: MemorySize = Field("768M", description=MEMORY_HELP)
 
     @model_validator(mode="after")

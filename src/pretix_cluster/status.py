@@ -18,7 +18,7 @@ from docker.models.containers import Container
 
 from pretix_cluster import swarm
 from pretix_cluster.cluster import Cluster
-from pretix_cluster.daemons import Exec, Run, etcd, haproxy, patroni, pretix, redis
+from pretix_cluster.daemons import Exec, Run, etcd, haproxy, nginx, patroni, pretix, redis
 from pretix_cluster.spec import PORTS, ClusterSpec
 
 PROBE_TIMEOUT_S = 20.0
@@ -96,6 +96,28 @@ def haproxy_view(
     return None if servers is None else haproxy.HaproxyView(task_label(container), servers)
 
 
+@dataclass(frozen=True)
+class WaitingRoomView:
+    """One entry node's waiting room (its nginx task)."""
+
+    task: str
+    room: nginx.WaitingRoomState
+
+
+def waiting_rooms(
+    cluster: Cluster, timeout: float = PROBE_TIMEOUT_S
+) -> tuple[WaitingRoomView, ...]:
+    """Each running nginx's room (none without [waiting_room]); silent ones left out."""
+    if not cluster.spec.waiting_room.enabled:
+        return ()
+    views = []
+    for container in swarm.running_containers(cluster.client, cluster.stack, "nginx"):
+        room = nginx.probe_waiting_room(container_run(container), cluster.spec, timeout)
+        if room is not None:
+            views.append(WaitingRoomView(task_label(container), room))
+    return tuple(views)
+
+
 def healthcheck(cluster: Cluster, timeout: float = 10) -> pretix.HealthCheck:
     return pretix.probe_health(cluster.spec, cluster.shop_trust().verify(), timeout)
 
@@ -114,6 +136,7 @@ class Status:
     haproxies: tuple[haproxy.HaproxyView, ...] = ()
     silent_haproxies: tuple[str, ...] = ()  # containers whose stats socket did not answer
     health: pretix.HealthCheck | None = None
+    rooms: tuple[WaitingRoomView, ...] = ()
     problems: tuple[str, ...] = ()
 
     @property
@@ -155,6 +178,10 @@ class Status:
         ]
 
     @property
+    def waiting_room(self) -> list[dict[str, Any]]:
+        return [{"nginx": v.task} | v.room.to_json() for v in self.rooms]
+
+    @property
     def healthcheck(self) -> dict[str, Any]:
         return self.health.to_json() if self.health else {}
 
@@ -165,6 +192,7 @@ class Status:
             "patroni": self.patroni,
             "redis": self.redis,
             "haproxy": self.haproxy,
+            "waiting_room": self.waiting_room,
             "healthcheck": self.healthcheck,
             "problems": list(self.problems),
             "healthy": self.healthy,
@@ -185,6 +213,7 @@ def collect(cluster: Cluster) -> Status:
         haproxies=tuple(v for v in views.values() if v is not None),
         silent_haproxies=tuple(name for name, view in views.items() if view is None),
         health=healthcheck(cluster),
+        rooms=waiting_rooms(cluster),
     )
     return replace(status, problems=tuple(problems(status, cluster.spec)))
 

@@ -23,6 +23,7 @@ from pretix_cluster.images import build
 from pretix_cluster.images.build import ImageSet
 from pretix_cluster.render.configs import nginx_files
 from pretix_cluster.spec import PORTS, ClusterSpec, parse_spec
+from pretix_cluster.status import container_run
 from tests.commandline import cli
 
 pytestmark = pytest.mark.integration
@@ -272,3 +273,14 @@ def test_the_page_comes_back_soon_near_the_front_and_after_refresh_further_back(
     assert f'content="{ROOM["refresh"]}"' in answer.text
     answer = near[0].get()
     assert answer.headers["retry-after"] == "1"
+
+
+def test_status_reads_each_rooms_places_and_line_in_the_container(room):
+    for _ in range(2):
+        Buyer().get()
+    far = [Buyer() for _ in range(3)]
+    assert [b.place() for b in far] == [1, 2, 3]
+    container = docker.from_env().containers.get(f"pctest-wr-nginx-{PORT_A}")
+    spec = parse_spec({"cluster": {"url": f"http://127.0.0.1:{PORT_A}"}, "waiting_room": ROOM})
+    state = nginx.probe_waiting_room(container_run(container), spec, timeout=10)
+    assert state == nginx.WaitingRoomState(places=2, active=2, waiting=3, tickets=5, admitted=2)

@@ -120,7 +120,12 @@ def test_one_pretix_container_runs_web_and_worker_with_pretixs_defaults(stack, s
     both = cluster["services"]["web"]["environment"] | cluster["services"]["worker"]["environment"]
     # the cluster's environment, less the process counts it tunes: the image's defaults
     # (gunicorn 2 x nproc, celery nproc) are pretix's Docker recipe
-    tuned = {"PRETIX_GUNICORN_WORKERS", "PRETIX_GUNICORN_THREADS", "PRETIX_CELERY_CONCURRENCY"}
+    tuned = {
+        "PRETIX_GUNICORN_WORKERS",
+        "PRETIX_GUNICORN_THREADS",
+        "PRETIX_GUNICORN_PRELOAD",
+        "PRETIX_CELERY_CONCURRENCY",
+    }
     assert app["environment"] == {k: v for k, v in both.items() if k not in tuned}
     assert tuned <= set(both)
     # and pretix's default of no metrics endpoint
@@ -447,3 +452,27 @@ def test_the_report_names_the_recipes_processes_and_the_clusters_from_the_spec(s
     quiet = differences(parse_spec({"web": {"metrics": False}}), host_cores=3)
     assert "baseline 6 gunicorn sync workers and 3 celery" in quiet[0]
     assert not any("metrics" in d for d in quiet)
+
+
+def test_only_the_cluster_gets_the_waiting_room_and_the_report_says_so(tmp_path):
+    room = parse_spec({"waiting_room": {"buyers_per_node": 6}})
+    assert not single_node_spec(room, tmp_path).waiting_room.enabled  # pretix's recipe
+    assert any(
+        "waiting room: the cluster's nginx admits 6 buyers at once" in d
+        for d in differences(room, host_cores=2)
+    )
+    assert not any("waiting room" in d for d in differences(parse_spec({}), host_cores=2))
+
+
+def test_the_cluster_preloads_pretix_by_the_spec_and_the_report_says_so():
+    preloading = HA.stack(ClusterSpec(), IMAGES, HA.files(ClusterSpec(), _fake_values()))
+    assert preloading["services"]["web"]["environment"]["PRETIX_GUNICORN_PRELOAD"] == "1"
+    assert any("gunicorn --preload: on in the cluster" in d for d in differences(ClusterSpec(), 2))
+    off = parse_spec({"web": {"preload": False}})
+    assert (
+        HA.stack(off, IMAGES, HA.files(off, _fake_values()))["services"]["web"]["environment"][
+            "PRETIX_GUNICORN_PRELOAD"
+        ]
+        == "0"
+    )
+    assert not any("preload" in d for d in differences(off, 2))

@@ -116,6 +116,7 @@ def test_json_keeps_the_keys_and_rows_of_status_json():
         "patroni",
         "redis",
         "haproxy",
+        "waiting_room",
         "healthcheck",
         "problems",
         "healthy",

@@ -243,6 +243,19 @@ def differences(spec: Any, host_cores: int) -> list[str]:
             "pretix's metrics endpoint: on in the cluster ([metrics]), off in the baseline "
             "(pretix's default)",
         )
+    if spec.web.preload:
+        found.insert(
+            -1,
+            "gunicorn --preload: on in the cluster ([web] preload: a recycled worker forks "
+            "from the loaded app), off in the baseline (pretix's default)",
+        )
+    if spec.waiting_room.enabled:
+        found.insert(
+            -1,
+            f"waiting room: the cluster's nginx admits {spec.waiting_room.buyers_per_node} "
+            "buyers at once, the rest wait in line ([waiting_room]); the baseline lets every "
+            "buyer in",
+        )
     return found
 
 

@@ -16,6 +16,10 @@ in line on a page nginx answers itself: 503, ``Retry-After`` and their place in
 
 from __future__ import annotations
 
+import json
+from dataclasses import asdict, dataclass
+
+from pretix_cluster.daemons import Run
 from pretix_cluster.daemons.pretix import HEALTH_PATH, LIVE_PATH
 from pretix_cluster.spec import PORTS, ClusterSpec
 
@@ -53,6 +57,8 @@ WAITED_HEADER = "X-Waiting-Room-Waited"
 WAITING_ROOM_DICT = "waiting_room"
 # One entry per active buyer and per waiting one (~100 bytes each): room for ~80,000.
 WAITING_ROOM_DICT_SIZE = "8m"
+# Where `status` reads a room's state, in the container, on the health check's port.
+WAITING_ROOM_STATUS_PATH = "/_cluster/waiting-room"
 # Where the image keeps waiting_room.lua (images/nginx/Dockerfile).
 LUA_DIR = "/usr/share/pretix-cluster/lua"
 # Within an event's pages, what a buyer never queues for: the API (integrations, box
@@ -104,6 +110,7 @@ def waiting_room_context(spec: ClusterSpec) -> dict[str, object] | None:
         "lua_dir": LUA_DIR,
         "dict": WAITING_ROOM_DICT,
         "dict_size": WAITING_ROOM_DICT_SIZE,
+        "status_path": WAITING_ROOM_STATUS_PATH,
         "settings": {
             "dict": WAITING_ROOM_DICT,
             "buyers": room.buyers_per_node,
@@ -171,3 +178,40 @@ def secret_files(spec: ClusterSpec) -> tuple[str, ...]:
 def waiting_page_context(spec: ClusterSpec) -> dict[str, object]:
     """waiting.html.j2's values: markers where nginx puts the buyer's place and reload."""
     return {"refresh": REFRESH_MARKER, "position": POSITION_MARKER}
+
+
+@dataclass(frozen=True)
+class WaitingRoomState:
+    """One nginx's waiting room: its places, how many are taken, who waits."""
+
+    places: int
+    active: int  # places held by buyers active in the shop
+    waiting: int  # buyers in line who asked within the last few reloads
+    tickets: int  # places in line handed out since this nginx started
+    admitted: int  # buyers let in since this nginx started
+
+    @classmethod
+    def from_json(cls, text: str) -> WaitingRoomState:
+        data = json.loads(text)
+        return cls(**{name: int(data[name]) for name in cls.__dataclass_fields__})
+
+    def to_json(self) -> dict[str, int]:
+        return asdict(self)
+
+
+def probe_waiting_room(run: Run, spec: ClusterSpec, timeout: float) -> WaitingRoomState | None:
+    """The room of the nginx that ``run`` runs in; None when it does not answer."""
+    port = health_port(spec)
+    # The image has no HTTP client: bash's /dev/tcp, as its health check does.
+    request = (
+        f"exec 3<>/dev/tcp/127.0.0.1/{port} && "
+        f"printf 'GET {WAITING_ROOM_STATUS_PATH} HTTP/1.0\\r\\nHost: localhost\\r\\n\\r\\n' >&3 "
+        "&& cat <&3"
+    )
+    answer = run(["bash", "-c", request], timeout)
+    if answer is None:
+        return None
+    status_line, _, rest = answer.partition("\n")
+    if " 200 " not in status_line:
+        return None
+    return WaitingRoomState.from_json(rest.split("\r\n\r\n", 1)[-1])

@@ -380,6 +380,7 @@ def web_service(spec: ClusterSpec, images: ImageSet) -> Service:
         "PRETIX_LIVE_PATH": LIVE_PATH,  # the healthcheck's, answered before Django
         "PRETIX_GUNICORN_WORKERS": str(spec.web.gunicorn_workers),
         "PRETIX_GUNICORN_THREADS": str(spec.web.gunicorn_threads),
+        "PRETIX_GUNICORN_PRELOAD": "1" if spec.web.preload else "0",
     }
     return pretix_service(spec, images, "web", spec.web.memory, spec.web.replicas, env)
 

@@ -36,7 +36,7 @@ from pretix_cluster.render.configs import (
     template,
 )
 from pretix_cluster.render.placement import entry_label, label_constraint, member_label
-from pretix_cluster.spec import PORTS, ClusterSpec, TlsSection, mebibytes
+from pretix_cluster.spec import PORTS, ClusterSpec, TlsSection, WaitingRoomSection, mebibytes
 from pretix_cluster.tls import KeyPair
 
 SINGLE_NODE_SUFFIX = "-base"
@@ -196,7 +196,11 @@ def single_node_spec(spec: ClusterSpec, state_dir: Path) -> ClusterSpec:
     nginx = spec.nginx.model_copy(update={"port": port, "http_port": spec.nginx.http_port + 1})
     # An operator's certificate names the public host, not the baseline's loopback URL.
     tls = TlsSection(hsts_max_age=spec.tls.hsts_max_age)
-    return spec.model_copy(update={"cluster": cluster, "nginx": nginx, "tls": tls})
+    # pretix's recipe has no waiting room: every buyer goes straight to pretix.
+    room = WaitingRoomSection()
+    return spec.model_copy(
+        update={"cluster": cluster, "nginx": nginx, "tls": tls, "waiting_room": room}
+    )
 
 
 def plain_postgres_service(spec: ClusterSpec, images: ImageSet) -> blocks.Service:
@@ -253,6 +257,7 @@ def recipe_process_counts(cores: int) -> tuple[int, int]:
 _TUNED_BY_THE_CLUSTER = (
     "PRETIX_GUNICORN_WORKERS",
     "PRETIX_GUNICORN_THREADS",
+    "PRETIX_GUNICORN_PRELOAD",
     "PRETIX_CELERY_CONCURRENCY",
 )
 

@@ -209,6 +209,7 @@ local function admit(ticket, queued, now)
     return false
   end
   dict:delete("seen:" .. ticket)
+  dict:incr("admitted", 1, 0)
   local cookies = { admission_cookie(id, now) }
   if queued then
     cookies[2] = cookie(QUEUE_COOKIE, "", 0)
@@ -320,6 +321,23 @@ function M.access()
     end
   end
   return hold(ahead + 1, NEAR_FRONT_RETRY_S, cookies)
+end
+
+-- content_by_lua of the status location: this nginx's room as JSON (numbers only).
+function M.report()
+  local head, last = dict:get("head"), dict:get("next")
+  local waiting = 0
+  for t = head, last do
+    if dict:get("seen:" .. t) then
+      waiting = waiting + 1
+    end
+  end
+  ngx.header["Content-Type"] = "application/json"
+  ngx.header["Cache-Control"] = "no-store"
+  ngx.print(string.format(
+    '{"places": %d, "active": %d, "waiting": %d, "tickets": %d, "admitted": %d}',
+    conf.buyers, conf.buyers - free_places(), waiting, last, dict:get("admitted") or 0
+  ))
 end
 
 return M

@@ -77,6 +77,14 @@ web)
     case "${PRETIX_GUNICORN_ACCESS_LOG:-0}" in
         1|true|yes|on) args+=(--access-logfile -) ;;
     esac
+    # --preload: the master imports pretix once and every worker forks from it. Without
+    # it each worker recycled after --max-requests imports pretix anew (1.3 CPU-s and its
+    # first requests' warm-up); two workers of a replica recycle together (same start,
+    # jitter 50) and stalled the replica for seconds on a loaded machine. Off by default:
+    # pretix's own recipe does not preload.
+    case "${PRETIX_GUNICORN_PRELOAD:-0}" in
+        1|true|yes|on) args+=(--preload) ;;
+    esac
     # shellcheck disable=SC2206
     [ -n "${PRETIX_GUNICORN_EXTRA_ARGS:-}" ] && args+=(${PRETIX_GUNICORN_EXTRA_ARGS})
     log "starting gunicorn: workers=$workers threads=$threads"
