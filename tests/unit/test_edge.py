@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 
@@ -19,6 +20,7 @@ from pretix_cluster.tls import LocalCA
 HTTPS = {"cluster": {"url": "https://tickets.example.org:8443"}, "nginx": {"port": 8443}}
 HTTP = {"cluster": {"url": "http://127.0.0.1:8080"}}
 UNAVAILABLE = f"location = {nginx.UNAVAILABLE_LOCATION} "
+FIXTURES = Path(__file__).parents[1] / "fixtures"
 IMAGES = ImageSet({c: f"pretix-cluster/{c}:unit" for c in COMPONENTS})
 
 
@@ -284,3 +286,23 @@ def test_the_key_reaches_nginx_as_a_secret_and_the_page_as_a_config():
 def test_impossible_waiting_room_settings_are_refused_with_the_reason(room, reason):
     with pytest.raises(UserError, match=reason):
         parse_spec({"waiting_room": room})
+
+
+def test_status_reads_a_rooms_state_from_nginxs_recorded_answer():
+    answer = (FIXTURES / "nginx" / "waiting_room_status.txt").read_text()
+    state = nginx.WaitingRoomState.from_http_answer(answer)
+    assert state == nginx.WaitingRoomState(
+        places=6, active=6, waiting=33, tickets=316, admitted=283
+    )
+    assert nginx.WaitingRoomState.from_http_answer(answer.replace("\n", "\r\n")) == state
+    refused = "HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n"
+    assert nginx.WaitingRoomState.from_http_answer(refused) is None
+    runs = []
+    probed = nginx.probe_waiting_room(
+        lambda command, timeout: runs.append(command) or answer, parse_spec(HTTP | ROOM), 5
+    )
+    assert probed == state
+    assert f"/dev/tcp/127.0.0.1/{PORTS.nginx}" in runs[0][-1]  # http: the shop's own port
+    assert f"/dev/tcp/127.0.0.1/{PORTS.nginx_http}" in nginx.waiting_room_request(
+        parse_spec(HTTPS | ROOM)
+    )[-1]

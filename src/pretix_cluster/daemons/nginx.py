@@ -17,6 +17,7 @@ in line on a page nginx answers itself: 503, ``Retry-After`` and their place in
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass
 
 from pretix_cluster.daemons import Run
@@ -195,23 +196,31 @@ class WaitingRoomState:
         data = json.loads(text)
         return cls(**{name: int(data[name]) for name in cls.__dataclass_fields__})
 
+    @classmethod
+    def from_http_answer(cls, answer: str) -> WaitingRoomState | None:
+        """The state in nginx's raw HTTP answer; None for anything but a 200."""
+        parts = re.split(r"\r?\n\r?\n", answer, maxsplit=1)
+        if len(parts) != 2 or " 200 " not in parts[0].splitlines()[0]:
+            return None
+        return cls.from_json(parts[1])
+
     def to_json(self) -> dict[str, int]:
         return asdict(self)
 
 
+def waiting_room_request(spec: ClusterSpec) -> list[str]:
+    """The command that asks the room's state inside an nginx container (HTTP/1.0)."""
+    # The image has no HTTP client: bash's /dev/tcp, as its health check does.
+    return [
+        "bash",
+        "-c",
+        f"exec 3<>/dev/tcp/127.0.0.1/{health_port(spec)} && "
+        f"printf 'GET {WAITING_ROOM_STATUS_PATH} HTTP/1.0\\r\\nHost: localhost\\r\\n\\r\\n' >&3 "
+        "&& cat <&3",
+    ]
+
+
 def probe_waiting_room(run: Run, spec: ClusterSpec, timeout: float) -> WaitingRoomState | None:
     """The room of the nginx that ``run`` runs in; None when it does not answer."""
-    port = health_port(spec)
-    # The image has no HTTP client: bash's /dev/tcp, as its health check does.
-    request = (
-        f"exec 3<>/dev/tcp/127.0.0.1/{port} && "
-        f"printf 'GET {WAITING_ROOM_STATUS_PATH} HTTP/1.0\\r\\nHost: localhost\\r\\n\\r\\n' >&3 "
-        "&& cat <&3"
-    )
-    answer = run(["bash", "-c", request], timeout)
-    if answer is None:
-        return None
-    status_line, _, rest = answer.partition("\n")
-    if " 200 " not in status_line:
-        return None
-    return WaitingRoomState.from_json(rest.split("\r\n\r\n", 1)[-1])
+    answer = run(waiting_room_request(spec), timeout)
+    return None if answer is None else WaitingRoomState.from_http_answer(answer)

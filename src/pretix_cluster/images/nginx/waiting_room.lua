@@ -303,13 +303,19 @@ function M.access()
     ticket = dict:incr("next", 1, 0)
   end
   local ahead = buyers_ahead(ticket)
-  if ahead < free_places() and admit(ticket, queued, now) then
-    return
-  end
   local cookies = queued and {} or { queue_cookie(ticket) }
+  -- Further back than there are places: no place can be theirs yet (and no scan of
+  -- the places for them, however long the line).
   if ahead >= conf.buyers then
     return hold(ahead + 1, conf.refresh, cookies)
   end
+  if ahead < free_places() and admit(ticket, queued, now) then
+    return
+  end
+  -- A buyer who closes the page while held at the door must not be admitted.
+  ngx.on_abort(function()
+    return ngx.exit(499)
+  end)
   local started = ngx.now()
   while ngx.now() - started < conf.refresh do
     ngx.sleep(DOOR_CHECK_S)
