@@ -100,7 +100,7 @@ class WaitingRoomSection(_Section):
     buyers_per_node: int = Field(
         0,
         ge=0,
-        le=100000,
+        le=10000,
         description="buyers active in the shop at once through each entry node (nginx); "
         "the rest wait in line. 0: no waiting room. From the bench: sustained "
         "purchases/min x purchase time (min), divided by the entry nodes",
