@@ -303,6 +303,7 @@ def test_status_reads_a_rooms_state_from_nginxs_recorded_answer():
     )
     assert probed == state
     assert f"/dev/tcp/127.0.0.1/{PORTS.nginx}" in runs[0][-1]  # http: the shop's own port
-    assert f"/dev/tcp/127.0.0.1/{PORTS.nginx_http}" in nginx.waiting_room_request(
-        parse_spec(HTTPS | ROOM)
-    )[-1]
+    assert (
+        f"/dev/tcp/127.0.0.1/{PORTS.nginx_http}"
+        in nginx.waiting_room_request(parse_spec(HTTPS | ROOM))[-1]
+    )
