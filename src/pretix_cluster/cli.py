@@ -143,7 +143,7 @@ def migrate(spec_file: SpecOption = DEFAULT_SPEC) -> None:
 
 @app.command()
 def status(spec_file: SpecOption = DEFAULT_SPEC, as_json: JsonOption = False) -> None:
-    """Replicas, Patroni members, Redis roles, HAProxy backends, pretix health."""
+    """Replicas, Patroni members, Redis roles, HAProxy backends, waiting rooms, pretix health."""
     cluster = Cluster.from_file(spec_file)
     result = status_module.collect(cluster)
     if as_json:

@@ -222,7 +222,16 @@ def build_document(
 def differences(spec: Any, host_cores: int) -> list[str]:
     """Every setting in which the cluster differs from the baseline (pretix's recipe)."""
     gunicorn, celery = topology.recipe_process_counts(host_cores)
-    found = [
+    switched_on = {
+        "pretix's metrics endpoint: on in the cluster ([metrics]), off in the baseline "
+        "(pretix's default)": spec.web.metrics,
+        "gunicorn --preload: on in the cluster ([web] preload: a recycled worker forks "
+        "from the loaded app), off in the baseline (pretix's default)": spec.web.preload,
+        f"waiting room: the cluster's nginx admits {spec.waiting_room.buyers_per_node} "
+        "buyers at once, the rest wait in line ([waiting_room]); the baseline lets every "
+        "buyer in": spec.waiting_room.enabled,
+    }
+    return [
         f"pretix processes: cluster {spec.web.replicas} x {spec.web.gunicorn_workers} gunicorn "
         f"workers x {spec.web.gunicorn_threads} threads and {spec.worker.replicas} x "
         f"{spec.worker.concurrency} celery processes in their own containers, and a cron "
@@ -233,30 +242,11 @@ def differences(spec: Any, host_cores: int) -> list[str]:
         "HAProxy in front; baseline one server, the same parameters",
         f"Redis: cluster {spec.redis.nodes} nodes and {spec.redis.sentinels} Sentinels, HAProxy "
         "in front; baseline one Redis",
+        *(line for line, on in switched_on.items() if on),
         "both: the tool's nginx in front, the same pretix image and pretix.cfg otherwise "
         "(sessions and cache in Redis, persistent database connections, bounded data-tier "
         "timeouts, the connection wait)",
     ]
-    if spec.web.metrics:
-        found.insert(
-            -1,
-            "pretix's metrics endpoint: on in the cluster ([metrics]), off in the baseline "
-            "(pretix's default)",
-        )
-    if spec.web.preload:
-        found.insert(
-            -1,
-            "gunicorn --preload: on in the cluster ([web] preload: a recycled worker forks "
-            "from the loaded app), off in the baseline (pretix's default)",
-        )
-    if spec.waiting_room.enabled:
-        found.insert(
-            -1,
-            f"waiting room: the cluster's nginx admits {spec.waiting_room.buyers_per_node} "
-            "buyers at once, the rest wait in line ([waiting_room]); the baseline lets every "
-            "buyer in",
-        )
-    return found
 
 
 def _validate(opts: BenchOptions) -> None:
