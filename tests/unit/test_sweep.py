@@ -72,18 +72,24 @@ def test_the_report_leads_with_the_models_verdict_and_draws_it():
         "lock_hold": [
             {
                 "mode": "on",
-                "holds": 90,
-                "hold_mean_ms": 40.0,
-                "hold_p95_ms": 80.0,
+                "exclusive_holds": 90,
+                "exclusive_mean_ms": 30.0,
+                "exclusive_p95_ms": 80.0,
+                "shared_holds": 85,
+                "shared_mean_ms": 10.0,
+                "shared_p95_ms": 20.0,
                 "waits": 3,
                 "wait_mean_ms": 10.0,
                 "sample_interval_ms": 2.0,
+                "purchase_hold_ms": 40.0,
                 "ceiling_per_min": 1500.0,
             }
         ],
     }
     md = report.markdown(doc)
     assert "Capacity model (60 x (cores - 0.2 idle) / 1 CPU-s per purchase): within 20%" in md
-    assert "One quota admits at most 1500 orders/min" in md and "above the customer's" in md
+    assert "One quota admits at least 1500 purchases/min (its lock held 40.0 ms" in md
+    assert "above the customer's" in md
+    assert "| on | 90 | 30.0 | 80.0 | 85 | 10.0 | 20.0 | 3 | 10.0 | 1500 |" in md
     assert "| 1 | 48.0 | 45.0 (2x) | -6% | 3.0 |" in md
     assert "purchases/min by cores" in report.html(doc)

@@ -1,19 +1,25 @@
-"""How long an order holds pretix's quota lock, and the ceiling that implies per quota.
+"""How long pretix holds a quota's lock per purchase, and the ceiling that implies per quota.
 
-pretix (since 2023.8) places an order inside one transaction that first takes
-a transaction-scoped PostgreSQL advisory lock per quota it touches
-(``pg_advisory_xact_lock``, exclusive; a shared one on the event) and keeps it
-until COMMIT returns: with synchronous replication, until the standby has the
-commit. Two orders for the same quota therefore run one after the other, and
-one quota can sell at most ``60 s / hold`` orders per minute, however many
-cores the cluster has.
+pretix (since 2023.8) guards a quota with a transaction-scoped PostgreSQL
+advisory lock (``pg_advisory_xact_lock``) kept until COMMIT returns: with
+synchronous replication, until the standby has the commit. A cart add takes it
+exclusively while it counts the quota's claims and reserves the ticket; a
+checkout, with the image's patch (images/pretix/patches/0001-...), takes it
+shared, so that it cannot turn a cart into an order in the middle of a count
+(checkouts of carts about to expire take it exclusively, as pretix does). Cart
+adds of one quota run one after the other, and a checkout's hold keeps them
+out too, while checkouts among themselves overlap. One quota therefore admits
+at most ``60 s / (exclusive hold + shared hold)`` purchases per minute when no
+two checkouts overlap, however many cores the cluster has: the ceiling below
+(a lower bound; with every checkout overlapping another, ``60 s / exclusive
+hold``).
 
 The sampler runs inside the primary: one psql session whose PL/pgSQL loop
-copies the granted and waiting exclusive advisory locks out of ``pg_locks``
+copies the granted and waiting advisory locks on quotas out of ``pg_locks``
 every :data:`INTERVAL_S` into a temporary table, for the sampling window. A
-lock seen in consecutive samples by the same backend is one hold; its
-duration is the span of its samples plus one interval (the resolution).
-Waiting entries give the lock waits the same way.
+lock seen in consecutive samples by the same backend in the same mode is one
+hold; its duration is the span of its samples plus one interval (the
+resolution). Waiting entries give the lock waits the same way.
 
 Modes (``synchronous_commit`` for pretix's role, :data:`MODES`): ``on`` (the
 cluster's setting: COMMIT waits for the sync standby's flush),
@@ -46,23 +52,27 @@ from pretix_cluster.loadtest.shapes import Plan
 INTERVAL_S = 0.002
 MODES = ("on", "remote_write", "local")
 CUSTOMER_RATE = 800.0  # purchases/min at the customer's peak (issue 3)
+# pretix's key space of quotas (pretix.base.services.locking.KEY_SPACES): the low byte
+# of its 64-bit advisory lock keys, i.e. of pg_locks.objid (the key's low half).
+QUOTA_KEY_SPACE = 2
 
 _SAMPLE_SQL = """
-CREATE TEMP TABLE lock_samples (t double precision, pid int, key text, granted bool);
+CREATE TEMP TABLE lock_samples
+  (t double precision, pid int, key text, granted bool, exclusive bool);
 DO $$
 DECLARE stop timestamptz := clock_timestamp() + interval '{seconds} seconds';
 BEGIN
   WHILE clock_timestamp() < stop LOOP
     INSERT INTO lock_samples
       SELECT extract(epoch FROM clock_timestamp()), l.pid,
-             l.classid::text || ':' || l.objid::text, l.granted
+             l.classid::text || ':' || l.objid::text, l.granted, l.mode = 'ExclusiveLock'
       FROM pg_locks l
-      WHERE l.locktype = 'advisory' AND l.mode = 'ExclusiveLock' AND l.database =
-            (SELECT oid FROM pg_database WHERE datname = current_database());
+      WHERE l.locktype = 'advisory' AND (l.objid::bigint & 255) = {key_space}
+        AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database());
     PERFORM pg_sleep({interval});
   END LOOP;
 END $$;
-SELECT t, pid, key, granted FROM lock_samples ORDER BY pid, key, t;
+SELECT t, pid, key, granted, exclusive FROM lock_samples ORDER BY pid, key, t;
 """
 
 
@@ -72,11 +82,12 @@ class LockSample:
     pid: int
     key: str
     granted: bool
+    exclusive: bool
 
     @classmethod
     def from_psql_line(cls, line: str) -> LockSample:
-        t, pid, key, granted = line.split("\t")
-        return cls(float(t), int(pid), key, granted == "t")
+        t, pid, key, granted, exclusive = line.split("\t")
+        return cls(float(t), int(pid), key, granted == "t", exclusive == "t")
 
 
 def spans(samples: Sequence[LockSample], granted: bool, gap_s: float) -> list[float]:
@@ -99,43 +110,66 @@ def spans(samples: Sequence[LockSample], granted: bool, gap_s: float) -> list[fl
     return out
 
 
+def _ms(x: float | None) -> float | None:
+    return None if x is None else round(x * 1000, 1)
+
+
+def _mean(xs: Sequence[float]) -> float | None:
+    return sum(xs) / len(xs) if xs else None
+
+
 @dataclasses.dataclass(frozen=True)
 class LockHold:
-    """One mode's figures: holds and waits in milliseconds, the implied ceiling per quota."""
+    """One mode's figures: holds per lock mode and waits in milliseconds, the ceiling."""
 
     mode: str
-    holds: int
-    hold_mean_ms: float | None
-    hold_p95_ms: float | None
+    exclusive_holds: int
+    exclusive_mean_ms: float | None
+    exclusive_p95_ms: float | None
+    shared_holds: int
+    shared_mean_ms: float | None
+    shared_p95_ms: float | None
     waits: int
     wait_mean_ms: float | None
     sample_interval_ms: float
 
     @classmethod
     def from_samples(cls, mode: str, samples: Sequence[LockSample], gap_s: float) -> LockHold:
-        holds = spans(samples, True, gap_s)
+        exclusive = spans([s for s in samples if s.exclusive], True, gap_s)
+        shared = spans([s for s in samples if not s.exclusive], True, gap_s)
         waits = spans(samples, False, gap_s)
-
-        def ms(x: float | None) -> float | None:
-            return None if x is None else round(x * 1000, 1)
-
         return cls(
             mode=mode,
-            holds=len(holds),
-            hold_mean_ms=ms(sum(holds) / len(holds)) if holds else None,
-            hold_p95_ms=ms(percentile(holds, 95)),
+            exclusive_holds=len(exclusive),
+            exclusive_mean_ms=_ms(_mean(exclusive)),
+            exclusive_p95_ms=_ms(percentile(exclusive, 95)),
+            shared_holds=len(shared),
+            shared_mean_ms=_ms(_mean(shared)),
+            shared_p95_ms=_ms(percentile(shared, 95)),
             waits=len(waits),
-            wait_mean_ms=ms(sum(waits) / len(waits)) if waits else None,
+            wait_mean_ms=_ms(_mean(waits)),
             sample_interval_ms=INTERVAL_S * 1000,
         )
 
     @property
+    def purchase_hold_ms(self) -> float | None:
+        """How long one purchase keeps cart adds out: its cart add's exclusive hold plus
+        its checkout's shared one (none seen: the checkouts took no lock)."""
+        if not self.exclusive_mean_ms:
+            return None
+        return round(self.exclusive_mean_ms + (self.shared_mean_ms or 0.0), 1)
+
+    @property
     def ceiling_per_min(self) -> float | None:
-        """Orders per minute one quota admits when each holds its lock this long."""
-        return round(60_000 / self.hold_mean_ms, 1) if self.hold_mean_ms else None
+        """Purchases per minute one quota admits when no two checkouts overlap."""
+        hold = self.purchase_hold_ms
+        return round(60_000 / hold, 1) if hold else None
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self) | {"ceiling_per_min": self.ceiling_per_min}
+        return dataclasses.asdict(self) | {
+            "purchase_hold_ms": self.purchase_hold_ms,
+            "ceiling_per_min": self.ceiling_per_min,
+        }
 
 
 def psql(container: Container, sql: str, timeout: float = 30) -> tuple[int, str]:
@@ -146,12 +180,12 @@ def psql(container: Container, sql: str, timeout: float = 30) -> tuple[int, str]
 
 
 def sample(primary: Container, seconds: float) -> list[LockSample]:
-    """Exclusive advisory locks on the primary, every INTERVAL_S for ``seconds``."""
-    sql = _SAMPLE_SQL.format(seconds=int(seconds), interval=INTERVAL_S)
+    """Advisory locks on quotas on the primary, every INTERVAL_S for ``seconds``."""
+    sql = _SAMPLE_SQL.format(seconds=int(seconds), interval=INTERVAL_S, key_space=QUOTA_KEY_SPACE)
     code, output = psql(primary, sql, timeout=seconds + 60)
     if code != 0:
         raise RuntimeError(f"lock sampler: {output.strip()[-200:]}")
-    return [LockSample.from_psql_line(x) for x in output.splitlines() if x.count("\t") == 3]
+    return [LockSample.from_psql_line(x) for x in output.splitlines() if x.count("\t") == 4]
 
 
 def set_commit_mode(primary: Container, mode: str | None) -> None:

@@ -163,21 +163,36 @@ def tables(doc: dict[str, Any]) -> Tables:
         rows = [
             [
                 h["mode"],
-                str(h["holds"]),
-                _f(h["hold_mean_ms"]),
-                _f(h["hold_p95_ms"]),
+                str(h["exclusive_holds"]),
+                _f(h["exclusive_mean_ms"]),
+                _f(h["exclusive_p95_ms"]),
+                str(h["shared_holds"]),
+                _f(h["shared_mean_ms"]),
+                _f(h["shared_p95_ms"]),
                 str(h["waits"]),
                 _f(h["wait_mean_ms"]),
                 _f(h["ceiling_per_min"], "{:.0f}"),
             ]
             for h in holds
         ]
-        head = ["synchronous_commit", "holds", "mean ms", "p95 ms", "waits", "wait mean ms"]
+        head = [
+            "synchronous_commit",
+            "exclusive holds",
+            "mean ms",
+            "p95 ms",
+            "shared holds",
+            "mean ms",
+            "p95 ms",
+            "waits",
+            "wait mean ms",
+            "ceiling /min",
+        ]
         out.append(
             (
-                f"quota lock hold per order (sampled every {holds[0]['sample_interval_ms']:g} ms) "
-                f"and the orders/min one quota admits",
-                [*head, "ceiling /min"],
+                f"quota lock holds (sampled every {holds[0]['sample_interval_ms']:g} ms): "
+                "exclusive by cart adds, shared by checkouts, and the purchases/min one quota "
+                "admits",
+                head,
                 rows,
             )
         )
@@ -303,9 +318,9 @@ def answer(doc: dict[str, Any]) -> list[str]:
         if h["mode"] == "on" and h["ceiling_per_min"]:
             verdict = "above" if h["ceiling_per_min"] >= locks.CUSTOMER_RATE else "BELOW"
             lines.append(
-                f"One quota admits at most {h['ceiling_per_min']:.0f} orders/min (lock held "
-                f"{h['hold_mean_ms']:.1f} ms per order, synchronous replication on): {verdict} "
-                f"the customer's {locks.CUSTOMER_RATE:g}/min."
+                f"One quota admits at least {h['ceiling_per_min']:.0f} purchases/min (its lock "
+                f"held {h['purchase_hold_ms']:.1f} ms per purchase, synchronous replication on): "
+                f"{verdict} the customer's {locks.CUSTOMER_RATE:g}/min."
             )
     sw = doc.get("sweep")
     if sw and sw["model"]:
