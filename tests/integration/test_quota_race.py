@@ -5,7 +5,8 @@ a cart position into an order without the quota's lock when the cart has time
 left. If it commits between the two counts, the cart add misses that claim and
 sells the ticket again: 11 orders on a quota of 10, seen twice in CI under the
 oversell load test. The image's patch (images/pretix/patches/) makes the
-checkout hold the quota's lock shared, so it waits for a cart add in its count.
+checkout take the quota's lock shared right before its commit, so it waits for
+a cart add in its count.
 
 The probe (``quota_race_probe.py``) runs pretix's own cart and checkout code in
 a pretix container against the cluster's PostgreSQL and puts the checkout into

@@ -3,16 +3,16 @@
 pretix (since 2023.8) guards a quota with a transaction-scoped PostgreSQL
 advisory lock (``pg_advisory_xact_lock``) kept until COMMIT returns: with
 synchronous replication, until the standby has the commit. A cart add takes it
-exclusively while it counts the quota's claims and reserves the ticket; a
-checkout, with the image's patch (images/pretix/patches/0001-...), takes it
-shared, so that it cannot turn a cart into an order in the middle of a count
-(checkouts of carts about to expire take it exclusively, as pretix does). Cart
-adds of one quota run one after the other, and a checkout's hold keeps them
-out too, while checkouts among themselves overlap. One quota therefore admits
-at most ``60 s / (exclusive hold + shared hold)`` purchases per minute when no
-two checkouts overlap, however many cores the cluster has: the ceiling below
-(a lower bound; with every checkout overlapping another, ``60 s / exclusive
-hold``).
+exclusively while it counts the quota's claims and reserves the ticket. A
+checkout takes it shared right before its commit (the image's patch,
+images/pretix/patches/), so that it cannot turn a cart into an order in the
+middle of a count; checkouts of carts about to expire take it exclusively at
+their start, as pretix does. Cart adds of one quota run one after the other, and
+a committing checkout keeps them out too, while checkouts among themselves
+overlap. One quota therefore admits at most ``60 s / (exclusive hold + shared
+hold)`` purchases per minute when no two checkouts overlap, however many cores
+the cluster has: the ceiling below (a lower bound; with every commit
+overlapping another, ``60 s / exclusive hold``).
 
 The sampler runs inside the primary: one psql session whose PL/pgSQL loop
 copies the granted and waiting advisory locks on quotas out of ``pg_locks``
