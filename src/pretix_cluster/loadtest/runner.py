@@ -61,6 +61,7 @@ USER_CLASSES = {"shop": "ShopBuyer", "api": "ApiBuyer"}
 OVERSELL_QUOTA = 30
 IDLE_SAMPLE_S = 5.0
 SETTLE_S = 5.0  # orders placed by tasks still in flight at the end land before the accounting
+SHOP_ANSWER_WAIT_S = 30.0
 ORDERS_FILE = "orders.json"  # the event's orders as pretix answered them at the accounting
 
 
@@ -128,22 +129,31 @@ def _validate(opts: LoadOptions) -> None:
         raise UserError("Locust is not installed: run `pip install -e '.[load]'` (or `make up`).")
 
 
-def _check_shop(base_url: str, host: str | None, trust: ShopTrust) -> None:
-    try:
-        r = httpx.get(
-            base_url + "/healthcheck/",
-            headers={"Host": host} if host else {},
-            timeout=10,
-            verify=trust.verify(),
-        )
-    except httpx.HTTPError as e:
-        raise UserError(
-            f"the shop at {base_url} does not answer ({type(e).__name__}): is the cluster up?"
-        ) from e
-    if r.status_code != 200:
-        raise UserError(
-            f"the shop at {base_url} is not healthy (/healthcheck/ answered {r.status_code})."
-        )
+def _check_shop(
+    base_url: str, host: str | None, trust: ShopTrust, wait_s: float = SHOP_ANSWER_WAIT_S
+) -> None:
+    """The shop answers /healthcheck/ with 200 within ``wait_s`` (asked every 2 s): right
+    after `up`, or while Swarm restarts an nginx, it can refuse for a few seconds."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            r = httpx.get(
+                base_url + "/healthcheck/",
+                headers={"Host": host} if host else {},
+                timeout=10,
+                verify=trust.verify(),
+            )
+            problem = None if r.status_code == 200 else f"/healthcheck/ answered {r.status_code}"
+        except httpx.HTTPError as e:
+            problem = type(e).__name__
+        if problem is None:
+            return
+        if time.monotonic() >= deadline:
+            raise UserError(
+                f"the shop at {base_url} did not answer healthy within {wait_s:g} s "
+                f"({problem}): is the cluster up? (`pretix-cluster status`)"
+            )
+        time.sleep(2)
 
 
 class Progress:
