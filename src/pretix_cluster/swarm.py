@@ -361,14 +361,22 @@ class ServiceState:
         return self.running >= self.desired and self.update_state not in UNSETTLED_UPDATES
 
 
+def wanted_tasks(mode: dict, tasks_made: int) -> int:
+    """How many tasks a service wants: its replicas, or for a global service (nginx) one
+    per eligible node, i.e. the tasks Swarm made, and at least one. Right after a deploy
+    Swarm may not have made them yet: 0 of 0 counted as converged, and `up` (and the
+    bench, unpausing a stack) went on while no nginx listened (CI, session 10)."""
+    if "Replicated" in mode:
+        return mode["Replicated"].get("Replicas", 1)
+    return max(1, tasks_made)
+
+
 def service_states(client: docker.DockerClient, stack: str) -> list[ServiceState]:
     states = []
     for service in stack_services(client, stack):
         spec = service.attrs["Spec"]
         tasks = [Task.from_api(t) for t in service.tasks(filters={"desired-state": "running"})]
-        # A global service (nginx) wants one task per eligible node: the tasks Swarm made.
-        mode = spec.get("Mode", {})
-        desired = mode["Replicated"].get("Replicas", 1) if "Replicated" in mode else len(tasks)
+        desired = wanted_tasks(spec.get("Mode", {}), len(tasks))
         running = sum(1 for t in tasks if t.running)
         # Only errors of tasks that should run now: old failures are history, not state.
         errors = [t.error for t in tasks if t.error]

@@ -2,6 +2,7 @@
 
 import pytest
 
+from pretix_cluster import swarm
 from pretix_cluster.render.placement import Node
 from pretix_cluster.swarm import node_endpoint
 
@@ -21,3 +22,11 @@ NODE = Node("id-2", "lab-2", True, address="172.30.0.12")
 )
 def test_a_node_is_reached_like_the_manager(manager, expected):
     assert node_endpoint(manager, NODE) == expected
+
+
+def test_a_global_service_without_tasks_yet_is_not_converged():
+    # right after a deploy Swarm may not have made the global nginx's task yet
+    assert swarm.wanted_tasks({"Global": {}}, 0) == 1
+    assert swarm.wanted_tasks({"Global": {}}, 3) == 3
+    assert swarm.wanted_tasks({"Replicated": {"Replicas": 2}}, 0) == 2
+    assert swarm.wanted_tasks({"Replicated": {"Replicas": 0}}, 0) == 0
