@@ -363,9 +363,9 @@ class ServiceState:
 
 def wanted_tasks(mode: dict, tasks_made: int) -> int:
     """How many tasks a service wants: its replicas, or for a global service (nginx) one
-    per eligible node, i.e. the tasks Swarm made, and at least one. Right after a deploy
-    Swarm may not have made them yet: 0 of 0 counted as converged, and `up` (and the
-    bench, unpausing a stack) went on while no nginx listened (CI, session 10)."""
+    per eligible node, i.e. the tasks Swarm made, and at least one: right after a deploy
+    (or the bench's unpause) Swarm may not have made them yet, and 0 of 0 would count
+    as converged while no nginx listens."""
     if "Replicated" in mode:
         return mode["Replicated"].get("Replicas", 1)
     return max(1, tasks_made)
